@@ -1,0 +1,232 @@
+//! The command line, as clap definitions only. Meaning is given to these values in
+//! `config.rs`; nothing here touches the environment beyond clap's `env` fallbacks.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  echo \"Explain SSE in one line\" | cs-msg -m claude-haiku-4.5
+  git diff | cs-msg -s \"Write a commit message\" --max-tokens 200
+  cs-msg -f notes.md -f todo.txt \"What is missing from the todo list?\"
+  cs-msg --json \"hi\" | jq -r '.content[0].text'
+  CS_MSG_API_KEY=$ANTHROPIC_API_KEY cs-msg --dry-run \"hi\"";
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    the API returned an error, or the response was malformed
+  2    usage or input error (bad flag, unreadable file, nothing to send)
+  3    authentication: no key, HTTP 401 or 403
+  4    rate limited or overloaded, still after retries
+  5    network: connect/DNS/TLS failure, timeout, stream cut short
+  6    unusable answer (--strict and an incomplete stop reason)
+  130  interrupted (Ctrl-C)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cs-msg",
+    version,
+    about = "Send one message to the claudestore Messages API and print the answer",
+    after_help = EXAMPLES,
+    after_long_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"),
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// The prompt; words are joined with single spaces
+    #[arg(value_name = "PROMPT")]
+    pub prompt: Vec<String>,
+
+    // ---- Input ----
+    /// Attach a file (text, PNG, JPEG, GIF, WebP or PDF; `-` = stdin); repeatable
+    #[arg(short = 'f', long = "file", value_name = "PATH", help_heading = "Input",
+          value_hint = clap::ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+
+    /// Do not read piped stdin
+    #[arg(long, help_heading = "Input")]
+    pub no_stdin: bool,
+
+    /// System prompt
+    #[arg(
+        short = 's',
+        long,
+        value_name = "TEXT",
+        help_heading = "Input",
+        conflicts_with = "system_file"
+    )]
+    pub system: Option<String>,
+
+    /// Read the system prompt from a file
+    #[arg(long, value_name = "PATH", help_heading = "Input",
+          value_hint = clap::ValueHint::FilePath)]
+    pub system_file: Option<PathBuf>,
+
+    // ---- Generation ----
+    /// Model id, sent verbatim
+    #[arg(
+        short = 'm',
+        long,
+        env = "CS_MSG_MODEL",
+        default_value = "claude-sonnet-4.6",
+        value_name = "MODEL",
+        help_heading = "Generation"
+    )]
+    pub model: String,
+
+    /// Maximum number of tokens to generate
+    #[arg(long, env = "CS_MSG_MAX_TOKENS", default_value_t = 4096, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = "Generation")]
+    pub max_tokens: u32,
+
+    /// Sampling temperature, 0.0 to 1.0
+    #[arg(short = 't', long, value_name = "T", value_parser = unit_interval,
+          help_heading = "Generation")]
+    pub temperature: Option<f64>,
+
+    /// Nucleus sampling, 0.0 to 1.0
+    #[arg(long, value_name = "P", value_parser = unit_interval, help_heading = "Generation")]
+    pub top_p: Option<f64>,
+
+    /// Sample only from the K most likely tokens
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..),
+          help_heading = "Generation")]
+    pub top_k: Option<u32>,
+
+    /// Stop when the model writes SEQ; repeatable
+    #[arg(long = "stop", value_name = "SEQ", help_heading = "Generation")]
+    pub stop: Vec<String>,
+
+    /// Opaque end-user id sent as metadata.user_id
+    #[arg(long, value_name = "ID", help_heading = "Generation")]
+    pub metadata_user_id: Option<String>,
+
+    /// Enable a beta feature (anthropic-beta header); repeatable
+    #[arg(long = "beta", value_name = "NAME", help_heading = "Generation")]
+    pub betas: Vec<String>,
+
+    // ---- Output ----
+    /// Print the whole message object as one line of JSON
+    #[arg(long, help_heading = "Output", conflicts_with = "events")]
+    pub json: bool,
+
+    /// Print every server-sent event's data as one JSON line, as it arrives
+    #[arg(long, help_heading = "Output", conflicts_with = "no_stream")]
+    pub events: bool,
+
+    /// Stream the answer (the default)
+    #[arg(long, help_heading = "Output", overrides_with = "no_stream")]
+    pub stream: bool,
+
+    /// Wait for the whole answer instead of streaming it
+    #[arg(long, help_heading = "Output", overrides_with = "stream")]
+    pub no_stream: bool,
+
+    /// Print the request body that would be sent, and send nothing
+    #[arg(long, help_heading = "Output")]
+    pub dry_run: bool,
+
+    /// Print the model's thinking to stderr
+    #[arg(long, help_heading = "Output")]
+    pub show_thinking: bool,
+
+    /// Print token usage to stderr after the answer
+    #[arg(long, help_heading = "Output")]
+    pub usage: bool,
+
+    /// Exit 6 instead of warning when the answer stopped early
+    /// (max_tokens, refusal, pause_turn, model_context_window_exceeded)
+    #[arg(long, help_heading = "Output")]
+    pub strict: bool,
+
+    /// Print URL, model, request-id, status, retries and timings to stderr
+    #[arg(short = 'v', long, help_heading = "Output")]
+    pub verbose: bool,
+
+    /// Silence warnings
+    #[arg(short = 'q', long, help_heading = "Output", conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    // ---- Network ----
+    /// API base URL (without /v1)
+    #[arg(
+        long,
+        env = "CS_MSG_BASE_URL",
+        default_value = "https://api2.claudestore.store",
+        value_name = "URL",
+        help_heading = "Network"
+    )]
+    pub base_url: String,
+
+    /// Read the API key from a file (otherwise CS_MSG_API_KEY)
+    #[arg(long, env = "CS_MSG_API_KEY_FILE", hide_env_values = true, value_name = "PATH",
+          help_heading = "Network", value_hint = clap::ValueHint::FilePath)]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Retries for transient failures (429, 5xx, 529, connection errors)
+    #[arg(
+        long,
+        env = "CS_MSG_MAX_RETRIES",
+        default_value_t = 2,
+        value_name = "N",
+        help_heading = "Network"
+    )]
+    pub max_retries: u32,
+
+    /// Seconds allowed to establish a connection
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = seconds,
+          help_heading = "Network")]
+    pub connect_timeout: f64,
+
+    /// Seconds of silence allowed while a stream is expected
+    #[arg(long, default_value = "60", value_name = "SECS", value_parser = seconds,
+          help_heading = "Network")]
+    pub idle_timeout: f64,
+
+    /// Wall-clock limit in seconds for the whole call, retries included
+    /// [default: 600 with --no-stream, none when streaming]
+    #[arg(long, value_name = "SECS", value_parser = seconds, help_heading = "Network")]
+    pub timeout: Option<f64>,
+}
+
+fn unit_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0.0 and 1.0"))
+    }
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 1e9 {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not a positive number of seconds"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn value_parsers() {
+        assert_eq!(unit_interval("0.5"), Ok(0.5));
+        assert!(unit_interval("1.5").is_err());
+        assert!(unit_interval("x").is_err());
+        assert_eq!(seconds("0.25"), Ok(0.25));
+        assert!(seconds("0").is_err());
+        assert!(seconds("inf").is_err());
+    }
+}

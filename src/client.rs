@@ -1,0 +1,378 @@
+//! HTTP: the ureq agent, headers, retries and timeouts, and HTTP failures turned into
+//! typed errors with their exit codes (DESIGN.md §6, API.md §5–§6).
+
+use std::io::Read;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Result;
+use ureq::http::{Response, header::HeaderMap};
+use ureq::tls::{RootCerts, TlsConfig};
+use ureq::{Agent, Body};
+
+use crate::config::{ApiKey, Network};
+use crate::error::{ApiError, ExitKind, Failure};
+use crate::output;
+
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// `retry-after` values above this are capped (a CLI should not sleep for hours).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// How much of an error body is read: enough for any JSON envelope or an HTML snippet.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+/// What a response handler says about a 2xx response it could not finish.
+pub enum AttemptError {
+    /// Transient, and nothing reached stdout yet: another attempt is safe.
+    Retry(Failure),
+    Fatal(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for AttemptError {
+    fn from(e: E) -> Self {
+        AttemptError::Fatal(e.into())
+    }
+}
+
+pub struct Client {
+    agent: Agent,
+    base_url: String,
+    key: ApiKey,
+    net: Network,
+    verbose: bool,
+}
+
+/// What the handler of a 2xx response may need to know about it.
+pub struct CallInfo {
+    pub request_id: Option<String>,
+}
+
+impl Client {
+    pub fn new(net: &Network, key: ApiKey, verbose: bool) -> Client {
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::PlatformVerifier)
+            .build();
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(net.connect_timeout))
+            .tls_config(tls)
+            .user_agent(concat!("cs-msg/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Client {
+            agent,
+            base_url: net.base_url.clone(),
+            key,
+            net: net.clone(),
+            verbose,
+        }
+    }
+
+    /// POSTs `body` to `path`, retrying transient failures, and hands each 2xx response
+    /// to `handle`. `streaming` arms the idle timeout.
+    pub fn post<T>(
+        &self,
+        path: &str,
+        body: &[u8],
+        streaming: bool,
+        mut handle: impl FnMut(Response<Body>, &CallInfo) -> Result<T, AttemptError>,
+    ) -> Result<T> {
+        let url = format!("{}{}", self.base_url, path);
+        let started = Instant::now();
+        let deadline = self.net.timeout.map(|t| started + t);
+        let mut retries = 0u32;
+        loop {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                return Err(self.timeout_failure().into());
+            }
+            if self.verbose {
+                output::info(&format!("POST {url} (attempt {})", retries + 1));
+            }
+            let mut request = self
+                .agent
+                .post(&url)
+                .header("x-api-key", self.key.expose())
+                .header("anthropic-version", ANTHROPIC_VERSION)
+                .header("content-type", "application/json")
+                .header(
+                    "accept",
+                    if streaming {
+                        "text/event-stream"
+                    } else {
+                        "application/json"
+                    },
+                );
+            if !self.net.betas.is_empty() {
+                request = request.header("anthropic-beta", self.net.betas.join(","));
+            }
+            let request = request
+                .config()
+                .timeout_global(remaining)
+                .timeout_per_read(streaming.then_some(self.net.idle_timeout))
+                .build();
+            let attempt_started = Instant::now();
+            let outcome = match request.send(body) {
+                Ok(response) => self.handle_response(response, &mut handle, attempt_started),
+                Err(e) => {
+                    let retryable = is_retryable_transport(&e);
+                    Outcome::Failed {
+                        failure: self.transport_failure(e),
+                        retryable,
+                        delay: None,
+                    }
+                }
+            };
+            match outcome {
+                Outcome::Done(t) => return Ok(t),
+                Outcome::Fatal(e) => return Err(e),
+                Outcome::Failed {
+                    failure,
+                    retryable,
+                    delay,
+                } => {
+                    if !retryable || retries >= self.net.max_retries {
+                        let suffix = if retries > 0 {
+                            format!(" (after {retries} retries)")
+                        } else {
+                            String::new()
+                        };
+                        return Err(Failure::new(failure.kind, format!("{failure}{suffix}")).into());
+                    }
+                    let wait = delay.unwrap_or_else(|| backoff(self.net.backoff_initial, retries));
+                    if let Some(d) = deadline
+                        && Instant::now() + wait >= d
+                    {
+                        return Err(Failure::new(
+                            failure.kind,
+                            format!("{failure}; no time left to retry within --timeout"),
+                        )
+                        .into());
+                    }
+                    if self.verbose {
+                        output::info(&format!(
+                            "retry {}/{} in {:.2} s after: {failure}",
+                            retries + 1,
+                            self.net.max_retries,
+                            wait.as_secs_f64()
+                        ));
+                    }
+                    std::thread::sleep(wait);
+                    retries += 1;
+                }
+            }
+        }
+    }
+
+    fn handle_response<T>(
+        &self,
+        mut response: Response<Body>,
+        handle: &mut impl FnMut(Response<Body>, &CallInfo) -> Result<T, AttemptError>,
+        attempt_started: Instant,
+    ) -> Outcome<T> {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let request_id = header(&headers, "request-id");
+        if self.verbose {
+            output::info(&format!(
+                "HTTP {status}, request-id {}, headers after {} ms",
+                request_id.as_deref().unwrap_or("none"),
+                attempt_started.elapsed().as_millis()
+            ));
+        }
+        if (200..300).contains(&status) {
+            let info = CallInfo {
+                request_id: request_id.clone(),
+            };
+            return match handle(response, &info) {
+                Ok(t) => Outcome::Done(t),
+                Err(AttemptError::Retry(failure)) => Outcome::Failed {
+                    failure,
+                    retryable: true,
+                    delay: None,
+                },
+                Err(AttemptError::Fatal(e)) => Outcome::Fatal(e),
+            };
+        }
+        let mut body = Vec::new();
+        let _ = response
+            .body_mut()
+            .as_reader()
+            .take(MAX_ERROR_BODY)
+            .read_to_end(&mut body);
+        let error = ApiError::from_body(Some(status), &body, request_id);
+        let retryable = match header(&headers, "x-should-retry").as_deref() {
+            Some("true") => true,
+            Some("false") => false,
+            _ => matches!(status, 408 | 409 | 429) || status >= 500,
+        };
+        Outcome::Failed {
+            failure: error.into_failure(),
+            retryable,
+            delay: retry_after(&headers, SystemTime::now()),
+        }
+    }
+
+    fn timeout_failure(&self) -> Failure {
+        let secs = self.net.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
+        Failure::new(
+            ExitKind::Network,
+            format!("timed out: the call took longer than --timeout {secs} s"),
+        )
+    }
+
+    /// A failure before or while reading a response: always exit 5.
+    pub fn transport_failure(&self, e: ureq::Error) -> Failure {
+        transport_failure(e, &self.base_url, &self.net)
+    }
+}
+
+enum Outcome<T> {
+    Done(T),
+    Fatal(anyhow::Error),
+    Failed {
+        failure: Failure,
+        retryable: bool,
+        delay: Option<Duration>,
+    },
+}
+
+/// Failures before a response arrived: connection refused, DNS, timeouts short of the
+/// whole-call limit. TLS and URL problems will not fix themselves.
+fn is_retryable_transport(e: &ureq::Error) -> bool {
+    use ureq::Error::*;
+    match e {
+        Timeout(t) => *t != ureq::Timeout::Global,
+        Io(_) | ConnectionFailed | HostNotFound | Protocol(_) | BodyStalled => true,
+        _ => false,
+    }
+}
+
+/// Describes a transport error, naming the limit that was hit for timeouts.
+pub fn transport_failure(e: ureq::Error, base_url: &str, net: &Network) -> Failure {
+    use ureq::Error::*;
+    let message = match e {
+        Timeout(ureq::Timeout::Global) => format!(
+            "timed out: the call took longer than --timeout {} s",
+            net.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0)
+        ),
+        Timeout(ureq::Timeout::PerRead) => format!(
+            "timed out: no data from the server for {} s (--idle-timeout)",
+            net.idle_timeout.as_secs_f64()
+        ),
+        Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => format!(
+            "timed out connecting to {base_url} after {} s (--connect-timeout)",
+            net.connect_timeout.as_secs_f64()
+        ),
+        Timeout(t) => format!("timed out ({t})"),
+        HostNotFound => format!("could not resolve the host of {base_url}"),
+        ConnectionFailed => format!("could not connect to {base_url}"),
+        Io(io) => format!(
+            "network error talking to {base_url}: {}",
+            crate::config::io_reason(&io)
+        ),
+        other => format!("network error talking to {base_url}: {other}"),
+    };
+    Failure::new(ExitKind::Network, message)
+}
+
+pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_owned())
+}
+
+/// `retry-after-ms` (milliseconds), then `retry-after` (seconds or an HTTP date),
+/// capped at 60 s. Negative or unparsable values fall back to backoff.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let from_secs = |s: f64| (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s));
+    let delay = header(headers, "retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(|ms| from_secs(ms / 1000.0))
+        .or_else(|| {
+            let v = header(headers, "retry-after")?;
+            match v.parse::<f64>() {
+                Ok(secs) => from_secs(secs),
+                Err(_) => {
+                    let at = httpdate::parse_http_date(&v).ok()?;
+                    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+                }
+            }
+        })?;
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+/// min(initial × 2^n, 8 s), less up to 25 % jitter so parallel clients spread out.
+pub fn backoff(initial: Duration, retries_taken: u32) -> Duration {
+    let base = initial
+        .saturating_mul(2u32.saturating_pow(retries_taken))
+        .min(MAX_BACKOFF);
+    base.mul_f64(1.0 - 0.25 * jitter())
+}
+
+/// A number in [0, 1) that differs between processes and calls; not cryptographic.
+fn jitter() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mixed =
+        (nanos as u64 ^ ((std::process::id() as u64) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ureq::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let d = |p: &[(&'static str, &str)]| retry_after(&headers(p), now);
+        assert_eq!(
+            d(&[("retry-after-ms", "250")]),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            d(&[("retry-after-ms", "100"), ("retry-after", "20")]),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(
+            d(&[("retry-after", "1.5")]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(d(&[("retry-after", "3600")]), Some(Duration::from_secs(60)));
+        assert_eq!(d(&[("retry-after", "-1")]), None);
+        assert_eq!(d(&[("retry-after", "soon")]), None);
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!(d(&[("retry-after", &date)]), Some(Duration::from_secs(7)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        assert_eq!(d(&[("retry-after", &past)]), Some(Duration::ZERO));
+        assert_eq!(d(&[]), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let half = Duration::from_millis(500);
+        for (n, full) in [
+            (0, 500),
+            (1, 1000),
+            (2, 2000),
+            (3, 4000),
+            (4, 8000),
+            (9, 8000),
+        ] {
+            let d = backoff(half, n).as_millis();
+            assert!(d <= full && d >= full * 3 / 4, "retry {n}: {d} ms");
+        }
+    }
+}

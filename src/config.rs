@@ -1,0 +1,370 @@
+//! Flags and environment turned into plain settings. No clap types leave this module,
+//! and nothing here reads stdin or touches the network.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::Cli;
+use crate::error::{ExitKind, Failure, usage};
+
+/// Where the answer goes and in which shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    Text,
+    Json,
+    Events,
+}
+
+/// The API key. Its `Debug` and `Display` never show the value.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Checks a key read from the environment or a file. A key with white space or
+    /// control characters would be mangled in a header, or is a copy-paste accident.
+    pub fn parse(raw: &str, source: &str) -> Result<ApiKey> {
+        let key = raw.trim();
+        if key.is_empty() {
+            return Err(Failure::new(ExitKind::Auth, format!("{source} is empty")).into());
+        }
+        if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(usage(format!(
+                "{source} contains white space or control characters; check how the key was pasted"
+            )));
+        }
+        Ok(ApiKey(key.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// How the user turn is sourced; resolved into content blocks by `input.rs`.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub files: Vec<PathBuf>,
+    /// Read piped stdin (stdin is not a terminal and `--no-stdin` was not given).
+    pub read_stdin: bool,
+    pub prompt: Option<String>,
+}
+
+/// Sampling and request fields, as given.
+#[derive(Debug, Clone, Default)]
+pub struct Generation {
+    pub model: String,
+    pub max_tokens: u32,
+    pub system: Option<String>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
+    pub stop: Vec<String>,
+    pub metadata_user_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// Base URL without a trailing slash; endpoints are appended (`/v1/messages`).
+    pub base_url: String,
+    pub betas: Vec<String>,
+    pub max_retries: u32,
+    pub connect_timeout: Duration,
+    /// Longest silence while a stream is expected.
+    pub idle_timeout: Duration,
+    /// Wall-clock limit of the whole call, retries included.
+    pub timeout: Option<Duration>,
+    /// First backoff delay; 0.5 s, shortened by tests through `CS_MSG_BACKOFF_MS`.
+    pub backoff_initial: Duration,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub input: InputSpec,
+    pub generation: Generation,
+    pub network: Network,
+    pub api_key: Option<ApiKey>,
+    pub output: OutputMode,
+    pub stream: bool,
+    pub dry_run: bool,
+    pub show_thinking: bool,
+    pub usage: bool,
+    pub strict: bool,
+    pub verbose: bool,
+    pub quiet: bool,
+    /// How long a silent stdin is waited for before the hint; 3 s, shortened by tests
+    /// through `CS_MSG_STDIN_HINT_MS`.
+    pub stdin_hint_after: Duration,
+}
+
+impl Config {
+    /// `stdin_is_terminal` and `env` are passed in so this stays a pure function.
+    pub fn from_cli(
+        cli: Cli,
+        stdin_is_terminal: bool,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let base_url = check_base_url(&cli.base_url)?;
+
+        let system = match (&cli.system, &cli.system_file) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(path)) => Some(read_text_file(path, "--system-file")?),
+            (None, None) => None,
+        };
+
+        let prompt = (!cli.prompt.is_empty()).then(|| cli.prompt.join(" "));
+        let output = if cli.json {
+            OutputMode::Json
+        } else if cli.events {
+            OutputMode::Events
+        } else {
+            OutputMode::Text
+        };
+        let stream = !cli.no_stream;
+
+        let api_key = resolve_api_key(cli.api_key_file.as_deref(), &env)?;
+
+        let backoff_ms = env("CS_MSG_BACKOFF_MS")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(500);
+        let stdin_hint_ms = env("CS_MSG_STDIN_HINT_MS")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(3000);
+        let timeout = cli
+            .timeout
+            .or((!stream).then_some(600.0))
+            .map(Duration::from_secs_f64);
+
+        Ok(Config {
+            input: InputSpec {
+                files: cli.files,
+                read_stdin: !cli.no_stdin && !stdin_is_terminal,
+                prompt,
+            },
+            generation: Generation {
+                model: cli.model,
+                max_tokens: cli.max_tokens,
+                system,
+                temperature: cli.temperature,
+                top_p: cli.top_p,
+                top_k: cli.top_k,
+                stop: cli.stop,
+                metadata_user_id: cli.metadata_user_id,
+            },
+            network: Network {
+                base_url,
+                betas: cli.betas,
+                max_retries: cli.max_retries,
+                connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
+                idle_timeout: Duration::from_secs_f64(cli.idle_timeout),
+                timeout,
+                backoff_initial: Duration::from_millis(backoff_ms),
+            },
+            api_key,
+            output,
+            stream,
+            dry_run: cli.dry_run,
+            show_thinking: cli.show_thinking,
+            usage: cli.usage,
+            strict: cli.strict,
+            verbose: cli.verbose,
+            quiet: cli.quiet,
+            stdin_hint_after: Duration::from_millis(stdin_hint_ms),
+        })
+    }
+
+    /// The key, or exit 3 with a hint. Only called when something is to be sent.
+    pub fn require_key(&self) -> Result<&ApiKey> {
+        self.api_key.as_ref().ok_or_else(|| {
+            Failure::new(
+                ExitKind::Auth,
+                "no API key: set CS_MSG_API_KEY (e.g. CS_MSG_API_KEY=$ANTHROPIC_API_KEY) or pass --api-key-file PATH",
+            )
+            .into()
+        })
+    }
+}
+
+/// `--api-key-file` (or `CS_MSG_API_KEY_FILE`) when given, else `CS_MSG_API_KEY`.
+/// Other providers' variables are never read: the key would leak to this gateway.
+fn resolve_api_key(
+    file: Option<&Path>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<ApiKey>> {
+    if let Some(path) = file {
+        let raw = std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(
+                ExitKind::Auth,
+                format!("--api-key-file {}: {}", path.display(), io_reason(&e)),
+            )
+        })?;
+        warn_if_key_file_is_shared(path);
+        return ApiKey::parse(&raw, &format!("--api-key-file {}", path.display())).map(Some);
+    }
+    match env("CS_MSG_API_KEY") {
+        Some(raw) => ApiKey::parse(&raw, "CS_MSG_API_KEY").map(Some),
+        None => Ok(None),
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_key_file_is_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            crate::output::warn(&format!(
+                "{} is readable by others (mode {:o}); run: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_key_file_is_shared(_path: &Path) {}
+
+/// The key must not travel in clear text: `http://` only to a loopback host.
+pub fn check_base_url(raw: &str) -> Result<String> {
+    let trimmed = raw.trim_end_matches('/');
+    let uri: ureq::http::Uri = trimmed
+        .parse()
+        .map_err(|_| usage(format!("--base-url '{raw}' is not a valid URL")))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| usage(format!("--base-url '{raw}' has no host")))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if is_loopback(host) => {}
+        Some("http") => {
+            return Err(usage(format!(
+                "--base-url '{raw}' is plain http to a non-loopback host; the API key would travel in clear text (use https)"
+            )));
+        }
+        _ => {
+            return Err(usage(format!(
+                "--base-url '{raw}' must start with https://"
+            )));
+        }
+    }
+    if uri.query().is_some() {
+        return Err(usage(format!("--base-url '{raw}' must not have a query")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// Reads a whole file as UTF-8; errors name the flag and the path.
+pub fn read_text_file(path: &Path, flag: &str) -> Result<String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| usage(format!("{flag} {}: {}", path.display(), io_reason(&e))))?;
+    String::from_utf8(bytes).map_err(|e| {
+        usage(format!(
+            "{flag} {}: not valid UTF-8 (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// A short reason for an I/O error, without Rust's "(os error N)" suffix.
+pub fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        NotFound => "no such file".into(),
+        PermissionDenied => "permission denied".into(),
+        IsADirectory => "is a directory, not a file".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_owned(),
+                None => s,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Result<Config> {
+        let mut argv = vec!["cs-msg"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv)?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_cli(cli, true, |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn base_url_rules() {
+        assert_eq!(
+            check_base_url("https://api.example.com/").unwrap(),
+            "https://api.example.com"
+        );
+        assert!(check_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_base_url("http://localhost:1").is_ok());
+        assert!(check_base_url("http://[::1]:1").is_ok());
+        assert!(check_base_url("http://example.com").is_err());
+        assert!(check_base_url("ftp://example.com").is_err());
+        assert!(check_base_url("not a url").is_err());
+    }
+
+    #[test]
+    fn key_comes_only_from_our_variables() {
+        let c = config(&["hi"], &[("ANTHROPIC_API_KEY", "sk-x")]).unwrap();
+        assert!(c.api_key.is_none());
+        let c = config(&["hi"], &[("CS_MSG_API_KEY", " sk-y\n")]).unwrap();
+        assert_eq!(c.api_key.unwrap().expose(), "sk-y");
+        assert!(config(&["hi"], &[("CS_MSG_API_KEY", "sk a")]).is_err());
+    }
+
+    #[test]
+    fn key_is_redacted_in_debug() {
+        let c = config(&["hi"], &[("CS_MSG_API_KEY", "sk-secret")]).unwrap();
+        assert!(!format!("{c:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn timeout_defaults_depend_on_streaming() {
+        let c = config(&["hi"], &[]).unwrap();
+        assert_eq!(c.network.timeout, None);
+        let c = config(&["--no-stream", "hi"], &[]).unwrap();
+        assert_eq!(c.network.timeout, Some(Duration::from_secs(600)));
+        let c = config(&["--timeout", "2.5", "hi"], &[]).unwrap();
+        assert_eq!(c.network.timeout, Some(Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn prompt_words_are_joined() {
+        let c = config(&["a", "b  c"], &[]).unwrap();
+        assert_eq!(c.input.prompt.as_deref(), Some("a b  c"));
+        assert_eq!(c.output, OutputMode::Text);
+        assert!(c.stream);
+    }
+}

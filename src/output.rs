@@ -1,0 +1,254 @@
+//! What reaches stdout (data only) and stderr (diagnostics).
+//!
+//! stdout goes through one `BufWriter`; the stream driver flushes it whenever it has
+//! consumed every byte received so far, so no token waits in a buffer while the
+//! program blocks on the network, and bursts of deltas cost one write.
+
+use std::io::{self, BufWriter, Stdout, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::config::OutputMode;
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `-q`: warnings are dropped (errors never are).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// One diagnostic line on stderr. Errors writing to stderr are ignored: there is
+/// nowhere left to report them.
+fn diagnostic(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "cs-msg: {line}");
+}
+
+pub fn error(message: &str) {
+    diagnostic(message);
+}
+
+pub fn warn(message: &str) {
+    if !QUIET.load(Ordering::Relaxed) {
+        diagnostic(&format!("warning: {message}"));
+    }
+}
+
+pub fn hint(message: &str) {
+    if !QUIET.load(Ordering::Relaxed) {
+        diagnostic(message);
+    }
+}
+
+/// `-v` lines.
+pub fn info(message: &str) {
+    diagnostic(message);
+}
+
+/// The answer's writer, for every output mode.
+pub struct Writer<W: Write = BufWriter<Stdout>> {
+    out: W,
+    mode: OutputMode,
+    show_thinking: bool,
+    /// Something reached stdout: from then on a stream must not be retried.
+    wrote: bool,
+    /// The last byte of answer text written was a newline (or nothing was written).
+    at_line_start: bool,
+    /// Thinking text went to stderr without a final newline yet.
+    thinking_open: bool,
+}
+
+impl Writer {
+    pub fn stdout(mode: OutputMode, show_thinking: bool) -> Self {
+        Writer::new(
+            BufWriter::with_capacity(64 * 1024, io::stdout()),
+            mode,
+            show_thinking,
+        )
+    }
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(out: W, mode: OutputMode, show_thinking: bool) -> Self {
+        Writer {
+            out,
+            mode,
+            show_thinking,
+            wrote: false,
+            at_line_start: true,
+            thinking_open: false,
+        }
+    }
+
+    pub fn mode(&self) -> OutputMode {
+        self.mode
+    }
+
+    pub fn wrote_anything(&self) -> bool {
+        self.wrote
+    }
+
+    /// `--events`: one event's data as one line. Multi-line data is re-serialized
+    /// compactly so every line stays one JSON value.
+    pub fn event_line(&mut self, data: &str) -> io::Result<()> {
+        if data.contains(['\n', '\r']) {
+            match serde_json::from_str::<Value>(data) {
+                Ok(v) => serde_json::to_writer(&mut self.out, &v)?,
+                Err(_) => return Ok(()), // not JSON, not one line: not ours to print
+            }
+        } else {
+            self.out.write_all(data.as_bytes())?;
+        }
+        self.out.write_all(b"\n")?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    /// Answer text, exactly as received.
+    pub fn text(&mut self, text: &str) -> io::Result<()> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.close_thinking();
+        self.out.write_all(text.as_bytes())?;
+        self.at_line_start = text.ends_with('\n');
+        self.wrote = true;
+        Ok(())
+    }
+
+    /// A tool call, as one JSON line of its own.
+    pub fn tool_use(&mut self, block: &Value) -> io::Result<()> {
+        self.close_thinking();
+        if !self.at_line_start {
+            self.out.write_all(b"\n")?;
+        }
+        let line = json!({
+            "type": "tool_use",
+            "id": block.get("id"),
+            "name": block.get("name"),
+            "input": block.get("input"),
+        });
+        serde_json::to_writer(&mut self.out, &line)?;
+        self.out.write_all(b"\n")?;
+        self.at_line_start = true;
+        self.wrote = true;
+        Ok(())
+    }
+
+    /// Thinking text goes to stderr, and only with `--show-thinking`.
+    pub fn thinking(&mut self, text: &str) {
+        if !self.show_thinking || text.is_empty() {
+            return;
+        }
+        // Keep stdout and stderr in order on a shared terminal.
+        let _ = self.out.flush();
+        let mut err = io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        let _ = err.flush();
+        self.thinking_open = !text.ends_with('\n');
+    }
+
+    pub fn close_thinking(&mut self) {
+        if self.thinking_open {
+            let _ = io::stderr().write_all(b"\n");
+            self.thinking_open = false;
+        }
+    }
+
+    /// A whole message: `--json` prints it as one line; text mode prints its blocks
+    /// as the stream would have.
+    pub fn message(&mut self, message: &Value) -> io::Result<()> {
+        match self.mode {
+            OutputMode::Json => {
+                serde_json::to_writer(&mut self.out, message)?;
+                self.out.write_all(b"\n")?;
+                self.wrote = true;
+            }
+            OutputMode::Text => {
+                let blocks = message.get("content").and_then(Value::as_array);
+                for block in blocks.into_iter().flatten() {
+                    match block.get("type").and_then(Value::as_str) {
+                        Some("text") => {
+                            self.text(block.get("text").and_then(Value::as_str).unwrap_or(""))?
+                        }
+                        Some("tool_use") => self.tool_use(block)?,
+                        Some("thinking") => {
+                            self.thinking(
+                                block.get("thinking").and_then(Value::as_str).unwrap_or(""),
+                            );
+                            self.close_thinking();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            OutputMode::Events => {}
+        }
+        Ok(())
+    }
+
+    /// Ends text output with a newline if the answer did not, then flushes.
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.close_thinking();
+        if self.mode == OutputMode::Text && !self.at_line_start {
+            self.out.write_all(b"\n")?;
+            self.at_line_start = true;
+        }
+        self.out.flush()
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    #[cfg(test)]
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_writer() -> Writer<Vec<u8>> {
+        Writer::new(Vec::new(), OutputMode::Text, false)
+    }
+
+    #[test]
+    fn text_gets_one_final_newline() {
+        let mut w = text_writer();
+        w.text("Hel").unwrap();
+        w.text("lo").unwrap();
+        w.finish().unwrap();
+        assert_eq!(w.into_inner(), b"Hello\n");
+        let mut w = text_writer();
+        w.text("Hello\n").unwrap();
+        w.finish().unwrap();
+        assert_eq!(w.into_inner(), b"Hello\n");
+        let mut w = text_writer();
+        w.finish().unwrap();
+        assert_eq!(w.into_inner(), b"");
+    }
+
+    #[test]
+    fn tool_calls_start_on_their_own_line() {
+        let mut w = text_writer();
+        w.text("Checking.").unwrap();
+        w.tool_use(&json!({"type":"tool_use","id":"t1","name":"f","input":{"a":1},"caller":{}}))
+            .unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(w.into_inner()).unwrap(),
+            "Checking.\n{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"f\",\"input\":{\"a\":1}}\n"
+        );
+    }
+
+    #[test]
+    fn event_lines_stay_single_lines() {
+        let mut w = Writer::new(Vec::new(), OutputMode::Events, false);
+        w.event_line("{\"type\": \"ping\"}").unwrap();
+        w.event_line("{\"a\":\n1}").unwrap();
+        assert_eq!(w.into_inner(), b"{\"type\": \"ping\"}\n{\"a\":1}\n");
+    }
+}

@@ -1,0 +1,212 @@
+//! Drives one response body through the SSE parser, the accumulator and the writer.
+
+use std::io::{Read, Write};
+
+use serde_json::Value;
+
+use crate::client::AttemptError;
+use crate::config::OutputMode;
+use crate::error::{ExitKind, Failure, snippet};
+use crate::message::{Accumulator, Update};
+use crate::output::Writer;
+use crate::sse::{SseEvent, SseParser};
+
+/// Reads a streamed response to its `message_stop` and returns the final message.
+/// Output is written as events arrive and flushed whenever every byte received so far
+/// has been handled, just before the next (possibly blocking) read.
+///
+/// `read_error` describes a failed read (a timeout, a reset connection).
+pub fn consume<R: Read, W: Write>(
+    mut body: R,
+    writer: &mut Writer<W>,
+    read_error: impl Fn(std::io::Error) -> Failure,
+) -> Result<Value, AttemptError> {
+    let mut parser = SseParser::new();
+    let mut acc = Accumulator::new();
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    // The first bytes, kept to describe a body that turns out not to be a stream.
+    let mut head = Vec::new();
+    let mut seen_event = false;
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                writer.flush()?;
+                return Err(failed_read(read_error(e), writer));
+            }
+        };
+        if head.len() < 256 {
+            head.extend_from_slice(&buf[..n.min(256 - head.len())]);
+        }
+        parser.feed(&buf[..n], &mut events).map_err(|_| {
+            Failure::new(
+                ExitKind::Api,
+                "malformed response: an event-stream line longer than 32 MiB",
+            )
+        })?;
+        for event in events.drain(..) {
+            seen_event = true;
+            handle(event, &mut acc, writer)?;
+        }
+        writer.flush()?;
+        if acc.is_complete() {
+            return finish(acc, writer);
+        }
+    }
+    if let Some(event) = parser.finish() {
+        seen_event = true;
+        // The last event had no terminating blank line; if it does not parse, the
+        // connection was cut mid-event: report the truncation, not the JSON.
+        if let Err(AttemptError::Fatal(_)) = handle(event, &mut acc, writer) {
+            return Err(truncated(&acc, writer).into());
+        }
+    }
+    writer.flush()?;
+    if acc.is_complete() {
+        return finish(acc, writer);
+    }
+    if !seen_event && !head.is_empty() {
+        return Err(Failure::new(
+            ExitKind::Api,
+            format!(
+                "malformed response: not an event stream: {}",
+                snippet(&head)
+            ),
+        )
+        .into());
+    }
+    Err(truncated(&acc, writer).into())
+}
+
+fn handle<W: Write>(
+    event: SseEvent,
+    acc: &mut Accumulator,
+    writer: &mut Writer<W>,
+) -> Result<(), AttemptError> {
+    if writer.mode() == OutputMode::Events && event.data.trim() != "[DONE]" {
+        writer.event_line(&event.data)?;
+    }
+    let update = acc
+        .apply(event.name.as_deref(), &event.data)
+        .map_err(|m| Failure::new(ExitKind::Api, format!("malformed response: {}", m.0)))?;
+    match update {
+        Update::Error(api) => {
+            // An overload before any output is safe to retry; after output, a retry
+            // would duplicate text.
+            let overloaded = api.error_type.as_deref() == Some("overloaded_error");
+            writer.flush()?;
+            let failure = api.into_failure();
+            if overloaded && !writer.wrote_anything() {
+                return Err(AttemptError::Retry(failure));
+            }
+            writer.finish()?;
+            return Err(AttemptError::Fatal(failure.into()));
+        }
+        _ if writer.mode() != OutputMode::Text => {}
+        Update::TextDelta(_, text) => writer.text(&text)?,
+        Update::ThinkingDelta(_, text) => writer.thinking(&text),
+        Update::BlockStop(index) => {
+            if let Some(block) = acc.block(index) {
+                match block.get("type").and_then(Value::as_str) {
+                    Some("tool_use") => writer.tool_use(block)?,
+                    Some("thinking") => writer.close_thinking(),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn finish<W: Write>(acc: Accumulator, writer: &mut Writer<W>) -> Result<Value, AttemptError> {
+    let message = acc
+        .into_message()
+        .ok_or_else(|| Failure::new(ExitKind::Api, "malformed response: no message_start"))?;
+    if writer.mode() == OutputMode::Json {
+        writer.message(&message)?;
+    }
+    writer.finish()?;
+    Ok(message)
+}
+
+fn truncated<W: Write>(acc: &Accumulator, writer: &mut Writer<W>) -> Failure {
+    let _ = writer.finish();
+    let what = if acc.message().is_some() {
+        "the stream ended before message_stop; the answer is incomplete"
+    } else {
+        "the stream ended before it started (no message_start)"
+    };
+    Failure::new(ExitKind::Network, what)
+}
+
+/// A read failed mid-stream. Before any output it may be retried like any network error.
+fn failed_read<W: Write>(failure: Failure, writer: &mut Writer<W>) -> AttemptError {
+    if writer.wrote_anything() {
+        let _ = writer.finish();
+        AttemptError::Fatal(
+            Failure::new(failure.kind, format!("{failure}; the answer is incomplete")).into(),
+        )
+    } else {
+        AttemptError::Retry(failure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(body: &[u8], mode: OutputMode) -> (Result<Value, AttemptError>, String) {
+        let mut writer = Writer::new(Vec::new(), mode, false);
+        let result = consume(body, &mut writer, |e| {
+            Failure::new(ExitKind::Network, e.to_string())
+        });
+        (result, String::from_utf8(writer.into_inner()).unwrap())
+    }
+
+    #[test]
+    fn text_mode_prints_text_and_tool_calls() {
+        let (result, out) = run(
+            include_bytes!("../tests/fixtures/tool_use.sse"),
+            OutputMode::Text,
+        );
+        assert!(result.is_ok());
+        assert_eq!(
+            out,
+            "I'll check the current weather in Paris for you.\n{\"type\":\"tool_use\",\"id\":\"toolu_01NRLabsLyVHZPKxbKvkfSMn\",\"name\":\"get_weather\",\"input\":{\"location\":\"Paris\"}}\n"
+        );
+    }
+
+    #[test]
+    fn truncated_stream_is_a_network_failure() {
+        let full = include_str!("../tests/fixtures/text.sse");
+        let cut = &full[..full.find("event: message_delta").unwrap()];
+        let (result, out) = run(cut.as_bytes(), OutputMode::Text);
+        match result {
+            Err(AttemptError::Fatal(e)) => {
+                let f = e.downcast_ref::<Failure>().unwrap();
+                assert_eq!(f.kind, ExitKind::Network);
+            }
+            _ => panic!("expected a failure"),
+        }
+        assert_eq!(
+            out,
+            "Hello there! SSE is a one-way stream of events over HTTP.\n"
+        );
+    }
+
+    #[test]
+    fn html_body_is_malformed() {
+        let (result, _) = run(b"<html>oops</html>", OutputMode::Text);
+        match result {
+            Err(AttemptError::Fatal(e)) => assert_eq!(
+                e.to_string(),
+                "malformed response: not an event stream: <html>oops</html>"
+            ),
+            _ => panic!("expected a failure"),
+        }
+    }
+}

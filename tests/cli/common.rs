@@ -1,0 +1,149 @@
+//! Helpers shared by every integration test.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use assert_cmd::assert::Assert;
+use mockito::{Mock, Server, ServerGuard};
+
+/// The test key. Every run through [`run`] checks it appears on neither stream.
+pub const KEY: &str = "sk-cs2-test-SECRET-0123456789abcdef";
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/{name}"))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(FIXTURES).join(name)
+}
+
+/// The binary with a scrubbed environment: none of the developer's keys, proxies or
+/// settings leak in, and every wait is bounded.
+pub fn cmd() -> Command {
+    let mut c = Command::cargo_bin("cs-msg").expect("binary");
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().to_string();
+        let lower = key.to_ascii_lowercase();
+        if key.starts_with("CS_MSG_") || key.starts_with("ANTHROPIC_") || lower.ends_with("_proxy")
+        {
+            c.env_remove(&key);
+        }
+    }
+    c.env("NO_PROXY", "*")
+        .env("RUST_BACKTRACE", "0")
+        .env("NO_COLOR", "1")
+        .env("HOME", std::env::temp_dir())
+        // Retries in tests wait milliseconds, not seconds.
+        .env("CS_MSG_BACKOFF_MS", "1")
+        .timeout(Duration::from_secs(30));
+    c
+}
+
+/// [`cmd`] pointed at a mock server, with the test key.
+pub fn api(server: &ServerGuard) -> Command {
+    let mut c = cmd();
+    c.arg("--base-url")
+        .arg(server.url())
+        .env("CS_MSG_API_KEY", KEY);
+    c
+}
+
+/// Runs the command and checks the key leaked nowhere.
+pub fn run(mut c: Command) -> Assert {
+    let assert = c.assert();
+    let out = assert.get_output();
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        assert!(
+            !String::from_utf8_lossy(bytes).contains(KEY),
+            "the API key appeared on {name}"
+        );
+    }
+    assert
+}
+
+pub fn stdout_of(assert: &Assert) -> String {
+    String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8 stdout")
+}
+
+pub fn stderr_of(assert: &Assert) -> String {
+    String::from_utf8(assert.get_output().stderr.clone()).expect("utf-8 stderr")
+}
+
+pub fn server() -> ServerGuard {
+    Server::new()
+}
+
+/// A `POST /v1/messages` answered with an event stream.
+pub fn sse_mock(server: &mut ServerGuard, body: impl Into<String>) -> Mock {
+    server
+        .mock("POST", "/v1/messages")
+        .with_status(200)
+        .with_header("content-type", "text/event-stream")
+        .with_header("request-id", "req_stream_1")
+        .with_body(body.into())
+}
+
+/// A `POST /v1/messages` answered with a whole JSON message.
+pub fn json_mock(server: &mut ServerGuard, body: impl Into<String>) -> Mock {
+    server
+        .mock("POST", "/v1/messages")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_header("request-id", "req_json_1")
+        .with_body(body.into())
+}
+
+/// An error response in the API's envelope.
+pub fn error_mock(server: &mut ServerGuard, status: usize, kind: &str, message: &str) -> Mock {
+    server
+        .mock("POST", "/v1/messages")
+        .with_status(status)
+        .with_header("content-type", "application/json")
+        .with_header("request-id", "req_err_1")
+        .with_body(format!(
+            r#"{{"type":"error","error":{{"type":"{kind}","message":"{message}"}},"request_id":"req_err_1"}}"#
+        ))
+}
+
+/// One SSE event.
+pub fn event(name: &str, data: &str) -> String {
+    format!("event: {name}\ndata: {data}\n\n")
+}
+
+/// A minimal complete stream whose answer is `text`, sent as one delta per part.
+pub fn text_stream(parts: &[&str]) -> String {
+    let mut s = event(
+        "message_start",
+        r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1}}}"#,
+    );
+    s += &event(
+        "content_block_start",
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+    );
+    for p in parts {
+        let delta = serde_json::json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":p}});
+        s += &event("content_block_delta", &delta.to_string());
+    }
+    s += &event(
+        "content_block_stop",
+        r#"{"type":"content_block_stop","index":0}"#,
+    );
+    s += &stream_end("end_turn");
+    s
+}
+
+/// `message_delta` with a stop reason, then `message_stop`.
+pub fn stream_end(stop_reason: &str) -> String {
+    event(
+        "message_delta",
+        &format!(
+            r#"{{"type":"message_delta","delta":{{"stop_reason":"{stop_reason}","stop_sequence":null}},"usage":{{"output_tokens":7}}}}"#
+        ),
+    ) + &event("message_stop", r#"{"type":"message_stop"}"#)
+}

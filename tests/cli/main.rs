@@ -1,0 +1,9 @@
+//! Integration tests: the real binary against mockito servers on 127.0.0.1.
+//! One test binary (faster to link); one module per capability.
+
+mod common;
+
+mod errors;
+mod outputs;
+mod requests;
+mod streams;
