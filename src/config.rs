@@ -99,7 +99,6 @@ pub struct Config {
     pub usage: bool,
     pub strict: bool,
     pub verbose: bool,
-    pub quiet: bool,
     /// How long a silent stdin is waited for before the hint; 3 s, shortened by tests
     /// through `CS_MSG_STDIN_HINT_MS`.
     pub stdin_hint_after: Duration,
@@ -176,7 +175,6 @@ impl Config {
             usage: cli.usage,
             strict: cli.strict,
             verbose: cli.verbose,
-            quiet: cli.quiet,
             stdin_hint_after: Duration::from_millis(stdin_hint_ms),
         })
     }

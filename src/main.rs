@@ -8,6 +8,8 @@ mod error;
 mod input;
 mod message;
 mod output;
+#[cfg(test)]
+mod proptests;
 mod request;
 mod run;
 mod sse;

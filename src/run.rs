@@ -18,10 +18,11 @@ use crate::{input, request, stream};
 const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 
 pub fn run(cli: Cli) -> Result<()> {
+    // Before the config: reading it may already warn (a shared key file).
+    output::set_quiet(cli.quiet);
     let config = Config::from_cli(cli, std::io::stdin().is_terminal(), |k| {
         std::env::var(k).ok()
     })?;
-    output::set_quiet(config.quiet);
 
     let blocks = input::user_blocks(&config.input, config.stdin_hint_after)?;
     if blocks.is_empty() {

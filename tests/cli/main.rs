@@ -5,5 +5,6 @@ mod common;
 
 mod errors;
 mod outputs;
+mod reliability;
 mod requests;
 mod streams;
