@@ -63,6 +63,22 @@ pub struct Cli {
           value_hint = clap::ValueHint::FilePath)]
     pub system_file: Option<PathBuf>,
 
+    /// Prior turns: a JSON array of messages; this turn, if any, is appended
+    #[arg(long, value_name = "PATH", help_heading = "Input", conflicts_with = "conversation",
+          value_hint = clap::ValueHint::FilePath)]
+    pub messages: Option<PathBuf>,
+
+    /// Multi-turn chat kept in PATH: read it, append this turn and the reply, save it
+    #[arg(short = 'c', long, value_name = "PATH", help_heading = "Input",
+          value_hint = clap::ValueHint::FilePath)]
+    pub conversation: Option<PathBuf>,
+
+    /// Send a complete request body (`-` = stdin); flags given here override its fields
+    #[arg(long, value_name = "PATH", help_heading = "Input",
+          conflicts_with_all = ["messages", "conversation"],
+          value_hint = clap::ValueHint::FilePath)]
+    pub request: Option<PathBuf>,
+
     // ---- Generation ----
     /// Model id, sent verbatim
     #[arg(
@@ -106,6 +122,28 @@ pub struct Cli {
     #[arg(long = "beta", value_name = "NAME", help_heading = "Generation")]
     pub betas: Vec<String>,
 
+    /// Tool definitions: a JSON file holding an array of tools
+    #[arg(long, value_name = "PATH", help_heading = "Generation",
+          value_hint = clap::ValueHint::FilePath)]
+    pub tools: Option<PathBuf>,
+
+    /// Which tool the model may use: auto, any, none, or a tool NAME
+    #[arg(long, value_name = "CHOICE", help_heading = "Generation")]
+    pub tool_choice: Option<String>,
+
+    /// Structured output: print one JSON object matching this JSON Schema (file or inline)
+    #[arg(long, value_name = "PATH|JSON", help_heading = "Generation",
+          conflicts_with_all = ["tools", "tool_choice", "conversation", "events", "json"])]
+    pub schema: Option<String>,
+
+    /// Extended thinking: `adaptive`, or a token budget N (at least 1024)
+    #[arg(long, value_name = "adaptive|N", value_parser = thinking, help_heading = "Generation")]
+    pub thinking: Option<Thinking>,
+
+    /// How much effort the model spends (output_config.effort)
+    #[arg(long, value_enum, value_name = "LEVEL", help_heading = "Generation")]
+    pub effort: Option<Effort>,
+
     // ---- Output ----
     /// Print the whole message object as one line of JSON
     #[arg(long, help_heading = "Output", conflicts_with = "events")]
@@ -122,6 +160,14 @@ pub struct Cli {
     /// Wait for the whole answer instead of streaming it
     #[arg(long, help_heading = "Output", overrides_with = "stream")]
     pub no_stream: bool,
+
+    /// Count the request's input tokens instead of sending it
+    #[arg(long, help_heading = "Output", conflicts_with_all = ["events", "schema", "list_models"])]
+    pub count_tokens: bool,
+
+    /// List the available model ids, one a line
+    #[arg(long, help_heading = "Output", conflicts_with_all = ["events", "schema", "dry_run"])]
+    pub list_models: bool,
 
     /// Print the request body that would be sent, and send nothing
     #[arg(long, help_heading = "Output")]
@@ -190,6 +236,45 @@ pub struct Cli {
     pub timeout: Option<f64>,
 }
 
+/// `--thinking`: adaptive, or enabled with a token budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Thinking {
+    Adaptive,
+    Budget(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Effort {
+    Low,
+    Medium,
+    High,
+    Max,
+}
+
+impl Effort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+            Effort::Max => "max",
+        }
+    }
+}
+
+fn thinking(s: &str) -> Result<Thinking, String> {
+    if s == "adaptive" {
+        return Ok(Thinking::Adaptive);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n >= 1024 => Ok(Thinking::Budget(n)),
+        Ok(n) => Err(format!(
+            "a thinking budget must be at least 1024 tokens, not {n}"
+        )),
+        Err(_) => Err(format!("expected `adaptive` or a token budget, not '{s}'")),
+    }
+}
+
 fn unit_interval(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if (0.0..=1.0).contains(&v) {
@@ -228,5 +313,9 @@ mod tests {
         assert_eq!(seconds("0.25"), Ok(0.25));
         assert!(seconds("0").is_err());
         assert!(seconds("inf").is_err());
+        assert_eq!(thinking("adaptive"), Ok(Thinking::Adaptive));
+        assert_eq!(thinking("2048"), Ok(Thinking::Budget(2048)));
+        assert!(thinking("100").is_err());
+        assert!(thinking("lots").is_err());
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 use ureq::http::{Response, header::HeaderMap};
 use ureq::tls::{RootCerts, TlsConfig};
-use ureq::{Agent, Body};
+use ureq::{Agent, Body, RequestBuilder};
 
 use crate::config::{ApiKey, Network};
 use crate::error::{ApiError, ExitKind, Failure};
@@ -74,9 +74,29 @@ impl Client {
         path: &str,
         body: &[u8],
         streaming: bool,
+        handle: impl FnMut(Response<Body>, &CallInfo) -> Result<T, AttemptError>,
+    ) -> Result<T> {
+        self.call(path, Some(body), streaming, handle)
+    }
+
+    /// GETs `path` (which may carry a query), with the same retries as `post`.
+    pub fn get<T>(
+        &self,
+        path: &str,
+        handle: impl FnMut(Response<Body>, &CallInfo) -> Result<T, AttemptError>,
+    ) -> Result<T> {
+        self.call(path, None, false, handle)
+    }
+
+    fn call<T>(
+        &self,
+        path: &str,
+        body: Option<&[u8]>,
+        streaming: bool,
         mut handle: impl FnMut(Response<Body>, &CallInfo) -> Result<T, AttemptError>,
     ) -> Result<T> {
         let url = format!("{}{}", self.base_url, path);
+        let method = if body.is_some() { "POST" } else { "GET" };
         let started = Instant::now();
         let deadline = self.net.timeout.map(|t| started + t);
         let mut retries = 0u32;
@@ -86,32 +106,31 @@ impl Client {
                 return Err(self.timeout_failure().into());
             }
             if self.verbose {
-                output::info(&format!("POST {url} (attempt {})", retries + 1));
+                output::info(&format!("{method} {url} (attempt {})", retries + 1));
             }
-            let mut request = self
-                .agent
-                .post(&url)
-                .header("x-api-key", self.key.expose())
-                .header("anthropic-version", ANTHROPIC_VERSION)
-                .header("content-type", "application/json")
-                .header(
-                    "accept",
-                    if streaming {
-                        "text/event-stream"
-                    } else {
-                        "application/json"
-                    },
-                );
-            if !self.net.betas.is_empty() {
-                request = request.header("anthropic-beta", self.net.betas.join(","));
-            }
-            let request = request
-                .config()
-                .timeout_global(remaining)
-                .timeout_per_read(streaming.then_some(self.net.idle_timeout))
-                .build();
+            let accept = if streaming {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            let sent = match body {
+                Some(body) => self
+                    .with_headers(self.agent.post(&url), accept)
+                    .header("content-type", "application/json")
+                    .config()
+                    .timeout_global(remaining)
+                    .timeout_per_read(streaming.then_some(self.net.idle_timeout))
+                    .build()
+                    .send(body),
+                None => self
+                    .with_headers(self.agent.get(&url), accept)
+                    .config()
+                    .timeout_global(remaining)
+                    .build()
+                    .call(),
+            };
             let attempt_started = Instant::now();
-            let outcome = match request.send(body) {
+            let outcome = match sent {
                 Ok(response) => self.handle_response(response, &mut handle, attempt_started),
                 Err(e) => {
                     let retryable = is_retryable_transport(&e);
@@ -160,6 +179,18 @@ impl Client {
                     retries += 1;
                 }
             }
+        }
+    }
+
+    fn with_headers<B>(&self, request: RequestBuilder<B>, accept: &str) -> RequestBuilder<B> {
+        let request = request
+            .header("x-api-key", self.key.expose())
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .header("accept", accept);
+        if self.net.betas.is_empty() {
+            request
+        } else {
+            request.header("anthropic-beta", self.net.betas.join(","))
         }
     }
 

@@ -1,14 +1,17 @@
 //! Flags and environment turned into plain settings. No clap types leave this module,
 //! and nothing here reads stdin or touches the network.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
+use serde_json::{Value, json};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Thinking};
 use crate::error::{ExitKind, Failure, usage};
+use crate::tools::{self, Schema};
 
 /// Where the answer goes and in which shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +19,16 @@ pub enum OutputMode {
     Text,
     Json,
     Events,
+    /// `--schema`: nothing while the answer streams; the validated object at the end.
+    Schema,
+}
+
+/// What this invocation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Message,
+    CountTokens,
+    ListModels,
 }
 
 /// The API key. Its `Debug` and `Display` never show the value.
@@ -69,6 +82,10 @@ pub struct Generation {
     pub top_k: Option<u32>,
     pub stop: Vec<String>,
     pub metadata_user_id: Option<String>,
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
+    pub thinking: Option<Value>,
+    pub effort: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,7 +105,18 @@ pub struct Network {
 
 #[derive(Debug)]
 pub struct Config {
+    pub task: Task,
     pub input: InputSpec,
+    /// `--messages`: prior turns to send before this one.
+    pub messages_file: Option<PathBuf>,
+    /// `-c`: prior turns read from, and the reply saved to, this file.
+    pub conversation: Option<PathBuf>,
+    /// `--request`: a whole body to start from.
+    pub request_file: Option<PathBuf>,
+    pub schema: Option<Schema>,
+    /// Argument ids given on the command line (not by the environment or defaults):
+    /// only those override the fields of a `--request` body.
+    pub explicit: HashSet<String>,
     pub generation: Generation,
     pub network: Network,
     pub api_key: Option<ApiKey>,
@@ -108,6 +136,7 @@ impl Config {
     /// `stdin_is_terminal` and `env` are passed in so this stays a pure function.
     pub fn from_cli(
         cli: Cli,
+        explicit: HashSet<String>,
         stdin_is_terminal: bool,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config> {
@@ -120,14 +149,62 @@ impl Config {
         };
 
         let prompt = (!cli.prompt.is_empty()).then(|| cli.prompt.join(" "));
-        let output = if cli.json {
+        let output = if cli.schema.is_some() {
+            OutputMode::Schema
+        } else if cli.json {
             OutputMode::Json
         } else if cli.events {
             OutputMode::Events
         } else {
             OutputMode::Text
         };
-        let stream = !cli.no_stream;
+        // --events is the raw stream: it implies streaming.
+        let stream = !cli.no_stream || cli.events;
+        let task = if cli.list_models {
+            Task::ListModels
+        } else if cli.count_tokens {
+            Task::CountTokens
+        } else {
+            Task::Message
+        };
+
+        let mut tools = cli.tools.as_deref().map(tools::read_tools).transpose()?;
+        let mut tool_choice = cli.tool_choice.as_deref().map(tools::tool_choice);
+        if let Some(Value::Object(choice)) = &tool_choice
+            && let Some(name) = choice.get("name").and_then(Value::as_str)
+            && let Some(tools) = &tools
+            && !tools
+                .iter()
+                .any(|t| t.get("name").and_then(Value::as_str) == Some(name))
+        {
+            return Err(usage(format!(
+                "--tool-choice {name}: no tool of that name in --tools"
+            )));
+        }
+        if tool_choice.is_some() && tools.is_none() && cli.request.is_none() {
+            return Err(usage("--tool-choice needs --tools"));
+        }
+        let schema = cli.schema.as_deref().map(Schema::load).transpose()?;
+        if let Some(schema) = &schema {
+            tools = Some(vec![schema.tool()]);
+            tool_choice = Some(Schema::choice());
+        }
+        let thinking = match cli.thinking {
+            None => None,
+            Some(Thinking::Adaptive) => Some(json!({"type": "adaptive"})),
+            Some(Thinking::Budget(n)) => {
+                if n >= cli.max_tokens {
+                    return Err(usage(format!(
+                        "--thinking {n}: the budget must be below --max-tokens ({})",
+                        cli.max_tokens
+                    )));
+                }
+                Some(json!({"type": "enabled", "budget_tokens": n}))
+            }
+        };
+        if thinking.is_some() {
+            check_thinking_compatible(&cli, tool_choice.as_ref())?;
+        }
 
         let api_key = resolve_api_key(cli.api_key_file.as_deref(), &env)?;
 
@@ -142,12 +219,19 @@ impl Config {
             .or((!stream).then_some(600.0))
             .map(Duration::from_secs_f64);
 
+        let request_from_stdin = cli.request.as_deref().is_some_and(|p| p.as_os_str() == "-");
         Ok(Config {
+            task,
             input: InputSpec {
                 files: cli.files,
-                read_stdin: !cli.no_stdin && !stdin_is_terminal,
+                read_stdin: !cli.no_stdin && !stdin_is_terminal && !request_from_stdin,
                 prompt,
             },
+            messages_file: cli.messages,
+            conversation: cli.conversation,
+            request_file: cli.request,
+            schema,
+            explicit,
             generation: Generation {
                 model: cli.model,
                 max_tokens: cli.max_tokens,
@@ -157,6 +241,10 @@ impl Config {
                 top_k: cli.top_k,
                 stop: cli.stop,
                 metadata_user_id: cli.metadata_user_id,
+                tools,
+                tool_choice,
+                thinking,
+                effort: cli.effort.map(|e| e.as_str()),
             },
             network: Network {
                 base_url,
@@ -189,6 +277,36 @@ impl Config {
             .into()
         })
     }
+}
+
+/// The API rejects these with thinking; say so before sending (API.md §1.4).
+fn check_thinking_compatible(cli: &Cli, tool_choice: Option<&Value>) -> Result<()> {
+    let forced = tool_choice
+        .and_then(|c| c.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "any" || t == "tool");
+    if forced {
+        let culprit = if cli.schema.is_some() {
+            "--schema"
+        } else {
+            "--tool-choice any/NAME"
+        };
+        return Err(usage(format!(
+            "--thinking cannot be combined with {culprit}: the API allows only auto or none tool choice while thinking"
+        )));
+    }
+    if cli.temperature.is_some_and(|t| t != 1.0) {
+        return Err(usage(
+            "--thinking cannot be combined with --temperature (the API requires the default while thinking)",
+        ));
+    }
+    if cli.top_k.is_some() {
+        return Err(usage("--thinking cannot be combined with --top-k"));
+    }
+    if cli.top_p.is_some_and(|p| p < 0.95) {
+        return Err(usage("--thinking allows --top-p only between 0.95 and 1.0"));
+    }
+    Ok(())
 }
 
 /// `--api-key-file` (or `CS_MSG_API_KEY_FILE`) when given, else `CS_MSG_API_KEY`.
@@ -314,7 +432,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_cli(cli, true, |k| {
+        Config::from_cli(cli, HashSet::new(), true, |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
     }
@@ -356,6 +474,45 @@ mod tests {
         assert_eq!(c.network.timeout, Some(Duration::from_secs(600)));
         let c = config(&["--timeout", "2.5", "hi"], &[]).unwrap();
         assert_eq!(c.network.timeout, Some(Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn thinking_rules() {
+        let c = config(&["--thinking", "adaptive", "--effort", "max", "q"], &[]).unwrap();
+        assert_eq!(c.generation.thinking, Some(json!({"type": "adaptive"})));
+        assert_eq!(c.generation.effort, Some("max"));
+        let c = config(&["--thinking", "2000", "--max-tokens", "3000", "q"], &[]).unwrap();
+        assert_eq!(
+            c.generation.thinking,
+            Some(json!({"type": "enabled", "budget_tokens": 2000}))
+        );
+        for (args, message) in [
+            (
+                vec!["--thinking", "5000", "--max-tokens", "5000"],
+                "the budget must be below --max-tokens (5000)",
+            ),
+            (vec!["--thinking", "adaptive", "-t", "0.5"], "--temperature"),
+            (vec!["--thinking", "adaptive", "--top-k", "5"], "--top-k"),
+            (vec!["--thinking", "adaptive", "--top-p", "0.5"], "--top-p"),
+            (
+                vec![
+                    "--thinking",
+                    "adaptive",
+                    "--schema",
+                    "{\"type\":\"object\"}",
+                ],
+                "--schema",
+            ),
+        ] {
+            let e = config(&args, &[]).unwrap_err().to_string();
+            assert!(e.contains(message), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn tool_choice_needs_tools() {
+        let e = config(&["--tool-choice", "any", "q"], &[]).unwrap_err();
+        assert_eq!(e.to_string(), "--tool-choice needs --tools");
     }
 
     #[test]

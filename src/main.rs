@@ -4,9 +4,11 @@
 mod cli;
 mod client;
 mod config;
+mod conversation;
 mod error;
 mod input;
 mod message;
+mod models;
 mod output;
 #[cfg(test)]
 mod proptests;
@@ -14,10 +16,12 @@ mod request;
 mod run;
 mod sse;
 mod stream;
+mod tools;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::error::{ExitKind, Failure, one_line};
 
@@ -28,11 +32,20 @@ fn main() -> ExitCode {
     // Ctrl-C: what already reached stdout stays; the rest of the answer is dropped.
     // Exiting from the handler thread skips destructors, so no partial file is written.
     let _ = ctrlc::set_handler(|| {
+        conversation::remove_pending_files();
         output::error("interrupted");
         std::process::exit(i32::from(ExitKind::Interrupted.code()));
     });
-    let cli = cli::Cli::parse();
-    match run::run(cli) {
+    let matches = cli::Cli::command().get_matches();
+    // Which arguments the user typed (not environment or defaults): only these
+    // override the fields of a --request body.
+    let explicit = matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run::run(cli, explicit) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => exit_for(&err),
     }

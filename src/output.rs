@@ -182,7 +182,7 @@ impl<W: Write> Writer<W> {
                     }
                 }
             }
-            OutputMode::Events => {}
+            OutputMode::Events | OutputMode::Schema => {}
         }
         Ok(())
     }

@@ -9,38 +9,145 @@ use crate::error::usage;
 /// The API's body size limit (API.md §1.1); larger requests are refused before sending.
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
-/// Builds the body from the assembled user turn and the generation settings.
-/// Fields are in a fixed order so `--dry-run` output is stable and diffable.
-pub fn build(generation: &Generation, user_blocks: Vec<Value>, stream: bool) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(generation.model));
-    body.insert("max_tokens".into(), json!(generation.max_tokens));
-    if let Some(system) = &generation.system {
-        body.insert("system".into(), json!(system));
-    }
-    body.insert(
-        "messages".into(),
-        json!([{"role": "user", "content": user_blocks}]),
+/// Where the body starts from, and what the command line explicitly said.
+pub struct Sources<'a> {
+    /// A `--request` body: flags override its fields only when given explicitly.
+    pub base: Option<Map<String, Value>>,
+    /// Whether an argument id was typed on the command line.
+    pub explicit: &'a dyn Fn(&str) -> bool,
+    /// Turns before this one (`--messages`, `--conversation`).
+    pub prior: Vec<Value>,
+    /// `Some(s)` sets `stream` to `s`; `None` keeps the base body's choice.
+    pub stream: Option<bool>,
+}
+
+/// Builds the body from the generation settings and this turn's user blocks (empty:
+/// no new turn). Without a base, fields come in a fixed order so `--dry-run` output is
+/// stable and diffable.
+pub fn build(generation: &Generation, user_blocks: Vec<Value>, sources: Sources) -> Value {
+    let from_base = sources.base.is_some();
+    let mut body = sources.base.unwrap_or_default();
+    let explicit = |ids: &[&str]| ids.iter().any(|id| (sources.explicit)(id));
+    // A field is set when there is no base body, when its flag was typed, or when the
+    // base lacks a field the API requires.
+    let mut put = |key: &str, value: Option<Value>, ids: &[&str], required: bool| {
+        let Some(value) = value else { return };
+        if !from_base || explicit(ids) || (required && !body.contains_key(key)) {
+            body.insert(key.to_owned(), value);
+        }
+    };
+    let g = generation;
+    put("model", Some(json!(g.model)), &["model"], true);
+    put(
+        "max_tokens",
+        Some(json!(g.max_tokens)),
+        &["max_tokens"],
+        true,
     );
-    if let Some(t) = generation.temperature {
-        body.insert("temperature".into(), json!(t));
+    put(
+        "system",
+        g.system.as_ref().map(|s| json!(s)),
+        &["system", "system_file"],
+        false,
+    );
+    put("messages", Some(json!([])), &[], true);
+    put(
+        "temperature",
+        g.temperature.map(|t| json!(t)),
+        &["temperature"],
+        false,
+    );
+    put("top_p", g.top_p.map(|p| json!(p)), &["top_p"], false);
+    put("top_k", g.top_k.map(|k| json!(k)), &["top_k"], false);
+    put(
+        "stop_sequences",
+        (!g.stop.is_empty()).then(|| json!(g.stop)),
+        &["stop"],
+        false,
+    );
+    put(
+        "metadata",
+        g.metadata_user_id.as_ref().map(|id| json!({"user_id": id})),
+        &["metadata_user_id"],
+        false,
+    );
+    put(
+        "tools",
+        g.tools.as_ref().map(|t| json!(t)),
+        &["tools", "schema"],
+        false,
+    );
+    put(
+        "tool_choice",
+        g.tool_choice.clone(),
+        &["tool_choice", "schema"],
+        false,
+    );
+    put("thinking", g.thinking.clone(), &["thinking"], false);
+    if let Some(effort) = g.effort
+        && (!from_base || explicit(&["effort"]))
+    {
+        let config = body
+            .entry("output_config")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !config.is_object() {
+            *config = Value::Object(Map::new());
+        }
+        if let Some(config) = config.as_object_mut() {
+            config.insert("effort".into(), json!(effort));
+        }
     }
-    if let Some(p) = generation.top_p {
-        body.insert("top_p".into(), json!(p));
+
+    let mut messages = sources.prior;
+    if let Some(Value::Array(base_messages)) = body.get_mut("messages").map(Value::take) {
+        messages.splice(0..0, base_messages);
     }
-    if let Some(k) = generation.top_k {
-        body.insert("top_k".into(), json!(k));
+    if !user_blocks.is_empty() {
+        messages.push(json!({"role": "user", "content": user_blocks}));
     }
-    if !generation.stop.is_empty() {
-        body.insert("stop_sequences".into(), json!(generation.stop));
-    }
-    if let Some(id) = &generation.metadata_user_id {
-        body.insert("metadata".into(), json!({"user_id": id}));
-    }
-    if stream {
-        body.insert("stream".into(), json!(true));
+    // Replacing the value keeps the key where `put` or the base body placed it.
+    body.insert("messages".into(), Value::Array(messages));
+
+    match sources.stream {
+        Some(true) => {
+            body.insert("stream".into(), json!(true));
+        }
+        Some(false) => {
+            body.shift_remove("stream");
+        }
+        None => {}
     }
     Value::Object(body)
+}
+
+/// Whether the body asks for a stream.
+pub fn is_streaming(body: &Value) -> bool {
+    body.get("stream") == Some(&Value::Bool(true))
+}
+
+/// The subset of a body that `POST /v1/messages/count_tokens` accepts (API.md §7.1).
+pub fn count_tokens_body(body: &Value) -> Value {
+    const ACCEPTED: &[&str] = &[
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_config",
+        "cache_control",
+        "context_management",
+        "mcp_servers",
+    ];
+    let mut out = Map::new();
+    if let Some(fields) = body.as_object() {
+        for (k, v) in fields {
+            if ACCEPTED.contains(&k.as_str()) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
 }
 
 /// Serializes the body and enforces the size limit.
@@ -59,6 +166,82 @@ pub fn to_bytes(body: &Value) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn no_flags(_: &str) -> bool {
+        false
+    }
+
+    fn plain(stream: bool) -> Sources<'static> {
+        Sources {
+            base: None,
+            explicit: &no_flags,
+            prior: vec![],
+            stream: Some(stream),
+        }
+    }
+
+    #[test]
+    fn base_body_keeps_its_fields_unless_flags_are_explicit() {
+        let g = Generation {
+            model: "env-model".into(),
+            max_tokens: 10,
+            temperature: Some(0.3),
+            effort: Some("low"),
+            ..Default::default()
+        };
+        let base = json!({"model": "file-model", "messages": [{"role": "user", "content": "a"}],
+                          "temperature": 0.9, "output_config": {"format": {"type": "x"}}, "stream": true});
+        let only_temperature = |id: &str| id == "temperature";
+        let body = build(
+            &g,
+            vec![json!({"type": "text", "text": "b"})],
+            Sources {
+                base: base.as_object().cloned(),
+                explicit: &only_temperature,
+                prior: vec![],
+                stream: None,
+            },
+        );
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"model":"file-model","messages":[{"role":"user","content":"a"},{"role":"user","content":[{"type":"text","text":"b"}]}],"temperature":0.3,"output_config":{"format":{"type":"x"}},"stream":true,"max_tokens":10}"#
+        );
+    }
+
+    #[test]
+    fn prior_turns_come_first_and_effort_lands_in_output_config() {
+        let g = Generation {
+            model: "m".into(),
+            max_tokens: 5,
+            effort: Some("high"),
+            thinking: Some(json!({"type": "adaptive"})),
+            ..Default::default()
+        };
+        let body = build(
+            &g,
+            vec![json!({"type": "text", "text": "again"})],
+            Sources {
+                prior: vec![
+                    json!({"role": "user", "content": "q"}),
+                    json!({"role": "assistant", "content": "a"}),
+                ],
+                ..plain(false)
+            },
+        );
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"},{"role":"user","content":[{"type":"text","text":"again"}]}],"thinking":{"type":"adaptive"},"output_config":{"effort":"high"}}"#
+        );
+    }
+
+    #[test]
+    fn count_tokens_body_drops_generation_fields() {
+        let body = json!({"model": "m", "max_tokens": 5, "messages": [], "stream": true, "temperature": 1, "system": "s"});
+        assert_eq!(
+            count_tokens_body(&body),
+            json!({"model": "m", "messages": [], "system": "s"})
+        );
+    }
+
     #[test]
     fn minimal_body_has_fixed_field_order() {
         let g = Generation {
@@ -66,7 +249,7 @@ mod tests {
             max_tokens: 5,
             ..Default::default()
         };
-        let body = build(&g, vec![json!({"type":"text","text":"hi"})], true);
+        let body = build(&g, vec![json!({"type":"text","text":"hi"})], plain(true));
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
             r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"stream":true}"#
@@ -84,11 +267,12 @@ mod tests {
             top_k: Some(3),
             stop: vec!["END".into()],
             metadata_user_id: Some("u1".into()),
+            ..Default::default()
         };
-        let body = build(&g, vec![], false);
+        let body = build(&g, vec![], plain(false));
         assert_eq!(
             body,
-            json!({"model":"m","max_tokens":5,"system":"sys","messages":[{"role":"user","content":[]}],
+            json!({"model":"m","max_tokens":5,"system":"sys","messages":[],
                    "temperature":0.5,"top_p":0.9,"top_k":3,"stop_sequences":["END"],"metadata":{"user_id":"u1"}})
         );
     }

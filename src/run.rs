@@ -1,63 +1,173 @@
 //! One invocation, start to finish: config → user turn → request → call → output.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Read, Write};
 
 use anyhow::Result;
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 use ureq::Body;
 use ureq::http::Response;
 
 use crate::cli::Cli;
 use crate::client::{self, AttemptError, CallInfo, Client};
-use crate::config::{Config, OutputMode};
+use crate::config::{Config, OutputMode, Task};
 use crate::error::{ExitKind, Failure, snippet, usage};
 use crate::output::{self, Writer};
-use crate::{input, request, stream};
+use crate::{conversation, input, models, request, stream};
 
 /// Non-streamed answers are read whole; this bounds a runaway body.
 const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(cli: Cli, explicit: HashSet<String>) -> Result<()> {
     // Before the config: reading it may already warn (a shared key file).
     output::set_quiet(cli.quiet);
-    let config = Config::from_cli(cli, std::io::stdin().is_terminal(), |k| {
+    let json_flag = cli.json;
+    let config = Config::from_cli(cli, explicit, std::io::stdin().is_terminal(), |k| {
         std::env::var(k).ok()
     })?;
 
+    if config.task == Task::ListModels {
+        let client = client(&config)?;
+        return models::print(&models::fetch_all(&client)?, json_flag);
+    }
+
+    // A --request body first: `--request -` takes stdin before the user turn could.
+    let base = match &config.request_file {
+        Some(path) => Some(read_request_body(path)?),
+        None => None,
+    };
+    let prior = match (&config.messages_file, &config.conversation) {
+        (Some(path), _) => conversation::read_messages(path, "--messages")?,
+        (None, Some(path)) if path.exists() => conversation::read_messages(path, "--conversation")?,
+        _ => Vec::new(),
+    };
     let blocks = input::user_blocks(&config.input, config.stdin_hint_after)?;
-    if blocks.is_empty() {
+    // A conversation needs a new turn; --messages or --request may stand alone.
+    let has_history = !prior.is_empty() && config.conversation.is_none();
+    if blocks.is_empty() && base.is_none() && !has_history {
         return Err(usage(
             "nothing to send: give a PROMPT, pipe text to stdin, or attach a file with -f",
         ));
     }
-    let body = request::build(&config.generation, blocks, config.stream);
-    let bytes = request::to_bytes(&body)?;
+    let user_turn = json!({"role": "user", "content": blocks.clone()});
+    let explicit_flag = |id: &str| config.explicit.contains(id);
+    let stream_explicit = ["stream", "no_stream", "events"]
+        .iter()
+        .any(|id| config.explicit.contains(*id));
+    let body = request::build(
+        &config.generation,
+        blocks,
+        request::Sources {
+            stream: (base.is_none() || stream_explicit).then_some(config.stream),
+            base,
+            explicit: &explicit_flag,
+            prior: prior.clone(),
+        },
+    );
 
+    if config.task == Task::CountTokens {
+        return count_tokens(&config, &body, json_flag);
+    }
+    let bytes = request::to_bytes(&body)?;
     if config.dry_run {
-        let mut out = std::io::stdout().lock();
-        out.write_all(&bytes)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
-        return Ok(());
+        return print_line(&bytes);
     }
 
-    let client = Client::new(
-        &config.network,
-        config.require_key()?.clone(),
-        config.verbose,
-    );
+    let client = client(&config)?;
     let mut writer = Writer::stdout(config.output, config.show_thinking);
     if config.verbose {
-        output::info(&format!("model {}", config.generation.model));
+        output::info(&format!(
+            "model {}",
+            body.get("model").and_then(Value::as_str).unwrap_or("?")
+        ));
     }
     let started = std::time::Instant::now();
-    let message = client.post("/v1/messages", &bytes, config.stream, |response, info| {
-        receive(response, info, &config, &mut writer)
+    let streaming = request::is_streaming(&body);
+    let message = client.post("/v1/messages", &bytes, streaming, |response, info| {
+        receive(response, info, streaming, &config, &mut writer)
     })?;
     if config.verbose {
         output::info(&format!("done in {} ms", started.elapsed().as_millis()));
     }
-    report(&config, &message)
+    report(&config, &message)?;
+    if let Some(schema) = &config.schema {
+        let object = schema.extract(&message)?;
+        print_line(serde_json::to_string(&object)?.as_bytes())?;
+    }
+    if let Some(path) = &config.conversation {
+        let mut history = prior;
+        history.push(user_turn);
+        history.push(json!({
+            "role": "assistant",
+            "content": message.get("content").cloned().unwrap_or_else(|| json!([])),
+        }));
+        conversation::save(path, &history)?;
+    }
+    Ok(())
+}
+
+fn client(config: &Config) -> Result<Client> {
+    Ok(Client::new(
+        &config.network,
+        config.require_key()?.clone(),
+        config.verbose,
+    ))
+}
+
+fn print_line(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `--request PATH|-`: a JSON object whose `messages`, if any, are well-formed.
+fn read_request_body(path: &std::path::Path) -> Result<Map<String, Value>> {
+    let what = format!("--request {}", path.display());
+    let Value::Object(mut body) = conversation::read_json(path, "--request")? else {
+        return Err(usage(format!("{what}: $: expected a JSON object")));
+    };
+    if let Some(messages) = body.get_mut("messages").map(Value::take) {
+        let checked = conversation::check_messages(messages, &format!("{what}: messages"))?;
+        body.insert("messages".into(), Value::Array(checked));
+    }
+    Ok(body)
+}
+
+/// `--count-tokens`: the number, or (`--json`) the raw response.
+fn count_tokens(config: &Config, body: &Value, json_flag: bool) -> Result<()> {
+    let body = request::count_tokens_body(body);
+    let bytes = request::to_bytes(&body)?;
+    if config.dry_run {
+        return print_line(&bytes);
+    }
+    let response = client(config)?.post("/v1/messages/count_tokens", &bytes, false, |r, _| {
+        let mut raw = Vec::new();
+        r.into_body()
+            .into_reader()
+            .take(MAX_RESPONSE_BYTES)
+            .read_to_end(&mut raw)
+            .map_err(|e| AttemptError::Fatal(e.into()))?;
+        Ok(raw)
+    })?;
+    let parsed: Option<Value> = serde_json::from_slice(&response).ok();
+    let count = parsed
+        .as_ref()
+        .and_then(|v| v.get("input_tokens"))
+        .and_then(Value::as_u64);
+    match (count, parsed) {
+        (Some(_), Some(v)) if json_flag => print_line(serde_json::to_string(&v)?.as_bytes()),
+        (Some(n), _) => print_line(n.to_string().as_bytes()),
+        _ => Err(Failure::new(
+            ExitKind::Api,
+            format!(
+                "malformed response: expected {{\"input_tokens\": N}}: {}",
+                snippet(&response)
+            ),
+        )
+        .into()),
+    }
 }
 
 /// Handles a 2xx response: an event stream, or a whole message (also when a gateway
@@ -65,6 +175,7 @@ pub fn run(cli: Cli) -> Result<()> {
 fn receive(
     response: Response<Body>,
     info: &CallInfo,
+    streaming: bool,
     config: &Config,
     writer: &mut Writer,
 ) -> Result<Value, AttemptError> {
@@ -78,7 +189,7 @@ fn receive(
         }
         failure
     };
-    if config.stream && !is_json {
+    if streaming && !is_json {
         return stream::consume(response.into_body().into_reader(), writer, read_error);
     }
     let mut bytes = Vec::new();
