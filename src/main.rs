@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     // Exiting from the handler thread skips destructors, so no partial file is written.
     let _ = ctrlc::set_handler(|| {
         conversation::remove_pending_files();
-        output::error("interrupted");
+        output::interrupted();
         std::process::exit(i32::from(ExitKind::Interrupted.code()));
     });
     let matches = cli::Cli::command().get_matches();

@@ -4,7 +4,8 @@
 //! consumed every byte received so far, so no token waits in a buffer while the
 //! program blocks on the network, and bursts of deltas cost one write.
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
@@ -18,19 +19,54 @@ pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
+/// Colour on stderr: only on a terminal, never with `NO_COLOR`, always with
+/// `FORCE_COLOR` (https://no-color.org, https://force-color.org; NO_COLOR wins).
+pub fn stderr_color() -> bool {
+    static COLOR: OnceLock<bool> = OnceLock::new();
+    *COLOR.get_or_init(|| {
+        let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
+        !set("NO_COLOR") && (set("FORCE_COLOR") || io::stderr().is_terminal())
+    })
+}
+
+const RED_BOLD: &str = "\x1b[1;31m";
+const YELLOW: &str = "\x1b[33m";
+const DIM_ITALIC: &str = "\x1b[2;3m";
+const RESET: &str = "\x1b[0m";
+
+fn paint(style: &str, text: &str) -> String {
+    if stderr_color() {
+        format!("{style}{text}{RESET}")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// One diagnostic line on stderr. Errors writing to stderr are ignored: there is
 /// nowhere left to report them.
 fn diagnostic(line: &str) {
     let _ = writeln!(io::stderr().lock(), "cs-msg: {line}");
 }
 
+/// Ctrl-C: end any open style so the terminal is left as it was, then say why.
+pub fn interrupted() {
+    if stderr_color() {
+        let _ = io::stderr().write_all(RESET.as_bytes());
+    }
+    error("interrupted");
+}
+
 pub fn error(message: &str) {
-    diagnostic(message);
+    let _ = writeln!(
+        io::stderr().lock(),
+        "{} {message}",
+        paint(RED_BOLD, "cs-msg:")
+    );
 }
 
 pub fn warn(message: &str) {
     if !QUIET.load(Ordering::Relaxed) {
-        diagnostic(&format!("warning: {message}"));
+        diagnostic(&format!("{} {message}", paint(YELLOW, "warning:")));
     }
 }
 
@@ -54,8 +90,10 @@ pub struct Writer<W: Write = BufWriter<Stdout>> {
     wrote: bool,
     /// The last byte of answer text written was a newline (or nothing was written).
     at_line_start: bool,
-    /// Thinking text went to stderr without a final newline yet.
+    /// Thinking text is being written to stderr (a style may be open).
     thinking_open: bool,
+    /// The thinking text written so far ends with a newline.
+    thinking_at_line_start: bool,
 }
 
 impl Writer {
@@ -77,6 +115,7 @@ impl<W: Write> Writer<W> {
             wrote: false,
             at_line_start: true,
             thinking_open: false,
+            thinking_at_line_start: true,
         }
     }
 
@@ -143,14 +182,26 @@ impl<W: Write> Writer<W> {
         // Keep stdout and stderr in order on a shared terminal.
         let _ = self.out.flush();
         let mut err = io::stderr().lock();
+        if !self.thinking_open && stderr_color() {
+            // Set apart from the answer on a terminal: dim italics until it closes.
+            let _ = err.write_all(DIM_ITALIC.as_bytes());
+        }
         let _ = err.write_all(text.as_bytes());
         let _ = err.flush();
-        self.thinking_open = !text.ends_with('\n');
+        self.thinking_open = true;
+        self.thinking_at_line_start = text.ends_with('\n');
     }
 
     pub fn close_thinking(&mut self) {
         if self.thinking_open {
-            let _ = io::stderr().write_all(b"\n");
+            let mut err = io::stderr().lock();
+            if stderr_color() {
+                let _ = err.write_all(RESET.as_bytes());
+            }
+            if !self.thinking_at_line_start {
+                let _ = err.write_all(b"\n");
+            }
+            let _ = err.flush();
             self.thinking_open = false;
         }
     }

@@ -75,7 +75,7 @@ pub fn stderr_of(assert: &Assert) -> String {
     String::from_utf8(assert.get_output().stderr.clone()).expect("utf-8 stderr")
 }
 
-pub fn server() -> ServerGuard {
+pub fn mock_server() -> ServerGuard {
     Server::new()
 }
 

@@ -6,7 +6,7 @@ use crate::common::*;
 
 #[test]
 fn invalid_request_exits_1_with_status_type_message_and_request_id() {
-    let mut server = server();
+    let mut server = mock_server();
     error_mock(
         &mut server,
         400,
@@ -24,7 +24,7 @@ fn invalid_request_exits_1_with_status_type_message_and_request_id() {
 #[test]
 fn authentication_failures_exit_3() {
     for (status, kind) in [(401, "authentication_error"), (403, "permission_error")] {
-        let mut server = server();
+        let mut server = mock_server();
         let mock = error_mock(&mut server, status, kind, "invalid x-api-key")
             .expect(1)
             .create();
@@ -57,7 +57,7 @@ fn other_providers_key_is_not_read() {
 
 #[test]
 fn rate_limit_after_retries_exits_4() {
-    let mut server = server();
+    let mut server = mock_server();
     let mock = error_mock(
         &mut server,
         429,
@@ -77,7 +77,7 @@ fn rate_limit_after_retries_exits_4() {
 
 #[test]
 fn overloaded_529_exits_4() {
-    let mut server = server();
+    let mut server = mock_server();
     let mock = error_mock(&mut server, 529, "overloaded_error", "Overloaded")
         .expect(1)
         .create();
@@ -91,7 +91,7 @@ fn overloaded_529_exits_4() {
 
 #[test]
 fn html_error_page_gives_a_clear_line() {
-    let mut server = server();
+    let mut server = mock_server();
     server
         .mock("POST", "/v1/messages")
         .with_status(502)
@@ -108,7 +108,7 @@ fn html_error_page_gives_a_clear_line() {
 
 #[test]
 fn empty_error_body_gives_a_clear_line() {
-    let mut server = server();
+    let mut server = mock_server();
     server
         .mock("POST", "/v1/messages")
         .with_status(404)
@@ -122,7 +122,7 @@ fn empty_error_body_gives_a_clear_line() {
 
 #[test]
 fn malformed_success_body_exits_1() {
-    let mut server = server();
+    let mut server = mock_server();
     json_mock(&mut server, r#"{"unexpected": true}"#).create();
     let mut c = api(&server);
     c.args(["--no-stream", "q"]);

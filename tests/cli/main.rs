@@ -8,3 +8,4 @@ mod outputs;
 mod reliability;
 mod requests;
 mod streams;
+mod surface;

@@ -13,7 +13,7 @@ fn one_line(fixture_name: &str) -> String {
 
 #[test]
 fn text_mode_streams_the_answer() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     let mock = sse_mock(&mut server, fixture("text.sse"))
         .match_body(Matcher::PartialJson(json!({"stream": true})))
         .create();
@@ -28,7 +28,7 @@ fn text_mode_streams_the_answer() {
 
 #[test]
 fn text_mode_adds_a_final_newline_only_when_missing() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     sse_mock(&mut server, text_stream(&["Hel", "lo"])).create();
     let mut c = api(&server);
     c.arg("hi");
@@ -37,7 +37,7 @@ fn text_mode_adds_a_final_newline_only_when_missing() {
 
 #[test]
 fn text_mode_prints_tool_calls_as_json_lines() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     sse_mock(&mut server, fixture("tool.sse")).create();
     let mut c = api(&server);
     c.arg("weather?");
@@ -48,7 +48,7 @@ fn text_mode_prints_tool_calls_as_json_lines() {
 
 #[test]
 fn thinking_is_hidden_unless_asked_for() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     sse_mock(&mut server, fixture("thinking.sse"))
         .expect(2)
         .create();
@@ -66,7 +66,7 @@ fn thinking_is_hidden_unless_asked_for() {
 #[test]
 fn no_stream_text_matches_streamed_text() {
     for name in ["text", "tool", "thinking"] {
-        let mut server = crate::common::server();
+        let mut server = mock_server();
         sse_mock(&mut server, fixture(&format!("{name}.sse"))).create();
         let mut c = api(&server);
         c.arg("q");
@@ -88,7 +88,7 @@ fn no_stream_text_matches_streamed_text() {
 #[test]
 fn json_is_identical_streamed_or_not() {
     for name in ["text", "tool", "thinking"] {
-        let mut server = crate::common::server();
+        let mut server = mock_server();
         sse_mock(&mut server, fixture(&format!("{name}.sse"))).create();
         json_mock(&mut server, fixture(&format!("{name}.json")))
             .match_body(Matcher::Json(json!({
@@ -107,7 +107,7 @@ fn json_is_identical_streamed_or_not() {
 
 #[test]
 fn json_keeps_unknown_fields_and_blocks() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     let start = r#"{"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"x","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1},"container":null,"future_field":{"a":[1,2]}}}"#;
     let body = event("message_start", start)
         + &event(
@@ -133,7 +133,7 @@ fn json_keeps_unknown_fields_and_blocks() {
 
 #[test]
 fn events_prints_every_event_data_line() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     sse_mock(&mut server, fixture("tool_use.sse")).create();
     let mut c = api(&server);
     c.args(["--events", "q"]);
@@ -154,7 +154,7 @@ fn json_and_events_conflict() {
 
 #[test]
 fn usage_and_stop_reason_warnings_go_to_stderr() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     let mut body = text_stream(&["partial"]);
     body = body.replace("end_turn", "max_tokens");
     sse_mock(&mut server, body).expect(3).create();
@@ -177,7 +177,7 @@ fn usage_and_stop_reason_warnings_go_to_stderr() {
 fn closed_stdout_ends_quietly() {
     use std::io::Read;
     use std::process::{Command, Stdio};
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     // A long answer that keeps coming after the reader has gone.
     sse_mock(&mut server, String::new())
         .with_chunked_body(|w| {
@@ -220,4 +220,43 @@ fn closed_stdout_ends_quietly() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert_eq!(stderr, "");
+}
+
+#[test]
+fn colour_only_when_forced_or_on_a_terminal() {
+    let mut server = mock_server();
+    sse_mock(
+        &mut server,
+        fixture("thinking.sse").replace("end_turn", "max_tokens"),
+    )
+    .expect(3)
+    .create();
+    // stderr is a pipe here: no colour by default.
+    let mut c = api(&server);
+    c.args(["--show-thinking", "q"]);
+    let plain = stderr_of(&run(c).success());
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    // FORCE_COLOR turns it on: thinking dim, the warning label yellow.
+    let mut c = api(&server);
+    c.env_remove("NO_COLOR")
+        .env("FORCE_COLOR", "1")
+        .args(["--show-thinking", "q"]);
+    run(c).success().stdout("The GCD is **21**.\n").stderr(
+        "\x1b[2;3mGCD of 1071 and 462: 1071 = 2*462 + 147 ...\x1b[0m\ncs-msg: \x1b[33mwarning:\x1b[0m the answer was cut off at the max_tokens limit (4096); raise --max-tokens\n",
+    );
+    // NO_COLOR wins over FORCE_COLOR.
+    let mut c = api(&server);
+    c.env("NO_COLOR", "1")
+        .env("FORCE_COLOR", "1")
+        .args(["--show-thinking", "q"]);
+    assert_eq!(stderr_of(&run(c).success()), plain);
+}
+
+#[test]
+fn errors_are_red_when_colour_is_forced() {
+    let mut c = cmd();
+    c.env_remove("NO_COLOR").env("FORCE_COLOR", "1");
+    run(c).code(2).stderr(
+        "\x1b[1;31mcs-msg:\x1b[0m nothing to send: give a PROMPT, pipe text to stdin, or attach a file with -f\n",
+    );
 }

@@ -66,7 +66,7 @@ const SSE_HEAD: &str =
 #[test]
 fn transient_statuses_are_retried() {
     for status in [408, 409, 500, 503, 529] {
-        let mut server = crate::common::server();
+        let mut server = mock_server();
         let failing = error_mock(&mut server, status, "api_error", "try again")
             .expect(1)
             .create();
@@ -84,7 +84,7 @@ fn transient_statuses_are_retried() {
 #[test]
 fn permanent_statuses_are_not_retried() {
     for (status, code) in [(400, 1), (401, 3), (403, 3), (404, 1), (413, 1), (422, 1)] {
-        let mut server = crate::common::server();
+        let mut server = mock_server();
         let mock = error_mock(&mut server, status, "some_error", "no")
             .expect(1)
             .create();
@@ -97,7 +97,7 @@ fn permanent_statuses_are_not_retried() {
 
 #[test]
 fn x_should_retry_overrides_the_status_rule() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     let mock = error_mock(&mut server, 400, "invalid_request_error", "flaky")
         .with_header("x-should-retry", "true")
         .expect(3)
@@ -109,7 +109,7 @@ fn x_should_retry_overrides_the_status_rule() {
         .stderr(predicate::str::ends_with("(after 2 retries)\n"));
     mock.assert();
 
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     let mock = error_mock(&mut server, 529, "overloaded_error", "Overloaded")
         .with_header("x-should-retry", "false")
         .expect(1)
@@ -122,7 +122,7 @@ fn x_should_retry_overrides_the_status_rule() {
 
 #[test]
 fn max_retries_flag_and_env() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     let mock = error_mock(&mut server, 500, "api_error", "boom")
         .expect(5)
         .create();
@@ -131,7 +131,7 @@ fn max_retries_flag_and_env() {
     run(c).code(1);
     mock.assert();
 
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     let mock = error_mock(&mut server, 500, "api_error", "boom")
         .expect(1)
         .create();
@@ -157,7 +157,7 @@ fn retry_after_forms_are_honoured() {
         ),
         ("retry-after", "1".to_owned(), Duration::from_secs(1)),
     ] {
-        let mut server = crate::common::server();
+        let mut server = mock_server();
         let limited = error_mock(&mut server, 429, "rate_limit_error", "slow down")
             .with_header(header, &value)
             .expect(1)
@@ -177,7 +177,7 @@ fn retry_after_forms_are_honoured() {
 
 #[test]
 fn backoff_applies_without_retry_headers() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     error_mock(&mut server, 503, "api_error", "busy")
         .expect(1)
         .create();
@@ -194,7 +194,7 @@ fn backoff_applies_without_retry_headers() {
 
 #[test]
 fn verbose_logs_each_attempt() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     error_mock(&mut server, 529, "overloaded_error", "Overloaded")
         .with_header("retry-after-ms", "5")
         .expect(1)
@@ -351,7 +351,7 @@ fn proxy_from_environment_is_used_and_no_proxy_bypasses_it() {
     run(c).success().stdout("via proxy\n");
     handle.join().unwrap();
 
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     sse_mock(&mut server, text_stream(&["direct"])).create();
     let mut c = api(&server);
     c.env("ALL_PROXY", "http://127.0.0.1:9")
@@ -372,7 +372,7 @@ fn shared_key_file_warns_and_still_works() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     sse_mock(&mut server, text_stream(&["ok"]))
         .expect(2)
         .create();
@@ -402,7 +402,7 @@ fn malformed_keys_are_rejected_before_sending() {
         (format!("{KEY}\u{7}"), 2),
         ("   ".to_owned(), 3),
     ] {
-        let mut server = crate::common::server();
+        let mut server = mock_server();
         let mock = server.mock("POST", "/v1/messages").expect(0).create();
         let mut c = cmd();
         c.arg("--base-url")
@@ -418,7 +418,7 @@ fn malformed_keys_are_rejected_before_sending() {
 
 #[test]
 fn key_stays_out_of_verbose_dry_run_and_errors() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     error_mock(
         &mut server,
         401,
@@ -444,7 +444,7 @@ fn request_over_32_mib_is_refused_before_sending() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.txt");
     std::fs::write(&big, "a".repeat(33 * 1024 * 1024)).unwrap();
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     let mock = server.mock("POST", "/v1/messages").expect(0).create();
     let mut c = api(&server);
     c.arg("-f").arg(&big).arg("q");
@@ -456,7 +456,7 @@ fn request_over_32_mib_is_refused_before_sending() {
 
 #[test]
 fn gigantic_event_line_is_malformed_not_a_hang() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     let body = text_stream(&[]).replacen(
         "event: content_block_stop",
         &format!(
@@ -475,7 +475,7 @@ fn gigantic_event_line_is_malformed_not_a_hang() {
 
 #[test]
 fn non_json_success_body_is_malformed() {
-    let mut server = crate::common::server();
+    let mut server = mock_server();
     json_mock(&mut server, "Service temporarily unavailable\n").create();
     let mut c = api(&server);
     c.args(["--no-stream", "q"]);

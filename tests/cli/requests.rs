@@ -20,7 +20,7 @@ fn body(content: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn prompt_words_are_joined_and_headers_sent() {
-    let mut server = server();
+    let mut server = mock_server();
     let mock = sse_mock(&mut server, text_stream(&["ok"]))
         .match_header("x-api-key", KEY)
         .match_header("anthropic-version", "2023-06-01")
@@ -39,7 +39,7 @@ fn prompt_words_are_joined_and_headers_sent() {
 
 #[test]
 fn stdin_then_prompt() {
-    let mut server = server();
+    let mut server = mock_server();
     let mock = sse_mock(&mut server, text_stream(&["ok"]))
         .match_body(Matcher::Json(body(json!([
             text("notes line\n"),
@@ -59,7 +59,7 @@ fn files_then_stdin_then_prompt_with_file_labels() {
     let b = dir.path().join("b.md");
     std::fs::write(&a, "alpha\n").unwrap();
     std::fs::write(&b, "beta").unwrap();
-    let mut server = server();
+    let mut server = mock_server();
     let expected = body(json!([
         text(&format!("<file path=\"{}\">\nalpha\n</file>", a.display())),
         text(&format!("<file path=\"{}\">\nbeta\n</file>", b.display())),
@@ -82,7 +82,7 @@ fn files_then_stdin_then_prompt_with_file_labels() {
 
 #[test]
 fn file_dash_reads_stdin_in_its_place() {
-    let mut server = server();
+    let mut server = mock_server();
     let mock = sse_mock(&mut server, text_stream(&["ok"]))
         .match_body(Matcher::Json(body(json!([
             text("<file path=\"stdin\">\nfrom stdin\n</file>"),
@@ -97,7 +97,7 @@ fn file_dash_reads_stdin_in_its_place() {
 
 #[test]
 fn no_stdin_ignores_piped_input() {
-    let mut server = server();
+    let mut server = mock_server();
     let mock = sse_mock(&mut server, text_stream(&["ok"]))
         .match_body(Matcher::Json(body(json!([text("only this")]))))
         .create();
@@ -109,7 +109,7 @@ fn no_stdin_ignores_piped_input() {
 
 #[test]
 fn every_generation_flag_maps_to_its_field() {
-    let mut server = server();
+    let mut server = mock_server();
     let expected = json!({
         "model": "claude-haiku-4.5",
         "max_tokens": 200,
@@ -164,7 +164,7 @@ fn system_file_and_environment_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let sys = dir.path().join("system.txt");
     std::fs::write(&sys, "You are a poet.\n").unwrap();
-    let mut server = server();
+    let mut server = mock_server();
     let mock = json_mock(&mut server, fixture("text.json"))
         .match_body(Matcher::Json(json!({
             "model": "claude-opus-4.6",
@@ -187,7 +187,7 @@ fn system_file_and_environment_defaults() {
 
 #[test]
 fn flags_override_environment() {
-    let mut server = server();
+    let mut server = mock_server();
     let mock = sse_mock(&mut server, text_stream(&["ok"]))
         .match_body(Matcher::PartialJson(
             json!({"model": "claude-haiku-4.5", "max_tokens": 9}),
@@ -211,7 +211,7 @@ fn api_key_file_is_read_and_trimmed() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let mut server = server();
+    let mut server = mock_server();
     let mock = sse_mock(&mut server, text_stream(&["ok"]))
         .match_header("x-api-key", KEY)
         .create();
@@ -227,7 +227,7 @@ fn api_key_file_is_read_and_trimmed() {
 
 #[test]
 fn dry_run_prints_the_body_and_sends_nothing() {
-    let mut server = server();
+    let mut server = mock_server();
     let mock = server.mock("POST", "/v1/messages").expect(0).create();
     let mut c = api(&server);
     c.args(["--dry-run", "-s", "sys", "hello"]);
@@ -248,7 +248,7 @@ fn dry_run_needs_no_key() {
 
 #[test]
 fn base_url_path_prefix_is_kept() {
-    let mut server = server();
+    let mut server = mock_server();
     let mock = server
         .mock("POST", "/gateway/v1/messages")
         .with_header("content-type", "text/event-stream")
@@ -267,7 +267,7 @@ fn base_url_path_prefix_is_kept() {
 fn stdin_hint_appears_when_stdin_stays_silent() {
     use std::io::Read;
     use std::process::{Command, Stdio};
-    let mut server = server();
+    let mut server = mock_server();
     let mock = sse_mock(&mut server, text_stream(&["ok"]))
         .match_body(Matcher::Json(body(json!([text("late"), text("prompt")]))))
         .create();

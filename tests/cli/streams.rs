@@ -7,7 +7,7 @@ use crate::common::*;
 
 #[test]
 fn crlf_line_endings_and_pings() {
-    let mut server = server();
+    let mut server = mock_server();
     let body = text_stream(&["a", "b"]).replace('\n', "\r\n");
     let body = body.replacen("event: content_block_start", "event: ping\r\ndata: {\"type\": \"ping\"}\r\n\r\n: keep-alive comment\r\n\r\nevent: content_block_start", 1);
     sse_mock(&mut server, body).create();
@@ -18,7 +18,7 @@ fn crlf_line_endings_and_pings() {
 
 #[test]
 fn missing_event_lines_fall_back_to_data_type() {
-    let mut server = server();
+    let mut server = mock_server();
     let body: String = text_stream(&["no ", "names"])
         .lines()
         .filter(|l| !l.starts_with("event:"))
@@ -32,7 +32,7 @@ fn missing_event_lines_fall_back_to_data_type() {
 
 #[test]
 fn done_sentinel_and_unknown_events_are_ignored() {
-    let mut server = server();
+    let mut server = mock_server();
     let body = text_stream(&["x"]).replacen(
         "event: content_block_start",
         "event: future_thing\ndata: {\"type\":\"future_thing\"}\n\ndata: [DONE]\n\nevent: content_block_start",
@@ -46,7 +46,7 @@ fn done_sentinel_and_unknown_events_are_ignored() {
 
 #[test]
 fn multibyte_characters_split_across_chunks_and_deltas_flushed_as_they_arrive() {
-    let mut server = server();
+    let mut server = mock_server();
     let body = text_stream(&["héllo ", "wörld 😀"]);
     let bytes = body.into_bytes();
     sse_mock(&mut server, String::new())
@@ -67,7 +67,7 @@ fn multibyte_characters_split_across_chunks_and_deltas_flushed_as_they_arrive() 
 fn first_token_reaches_stdout_before_the_stream_ends() {
     use std::io::Read;
     use std::process::{Command, Stdio};
-    let mut server = server();
+    let mut server = mock_server();
     let body = text_stream(&["first", " second"]);
     let split = body.find("event: content_block_delta").unwrap()
         + body[body.find("event: content_block_delta").unwrap()..]
@@ -107,7 +107,7 @@ fn first_token_reaches_stdout_before_the_stream_ends() {
 
 #[test]
 fn error_event_mid_stream_keeps_printed_text() {
-    let mut server = server();
+    let mut server = mock_server();
     let body = text_stream(&["partial answer"]);
     let cut = body.find("event: content_block_stop").unwrap();
     let body = format!(
@@ -129,7 +129,7 @@ fn error_event_mid_stream_keeps_printed_text() {
 
 #[test]
 fn overloaded_event_after_output_exits_4_without_retry() {
-    let mut server = server();
+    let mut server = mock_server();
     let body = text_stream(&["some text"]);
     let cut = body.find("event: content_block_stop").unwrap();
     let body = format!(
@@ -152,7 +152,7 @@ fn overloaded_event_after_output_exits_4_without_retry() {
 
 #[test]
 fn overloaded_event_before_output_is_retried() {
-    let mut server = server();
+    let mut server = mock_server();
     let overloaded = event(
         "message_start",
         r#"{"type":"message_start","message":{"id":"m","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}}"#,
@@ -173,7 +173,7 @@ fn overloaded_event_before_output_is_retried() {
 
 #[test]
 fn json_mode_retries_a_mid_stream_overload() {
-    let mut server = server();
+    let mut server = mock_server();
     let body = text_stream(&["half"]);
     let cut = body.find("event: content_block_stop").unwrap();
     let overloaded = format!(
@@ -199,7 +199,7 @@ fn json_mode_retries_a_mid_stream_overload() {
 
 #[test]
 fn stream_without_message_stop_exits_5() {
-    let mut server = server();
+    let mut server = mock_server();
     let body = text_stream(&["cut ", "short"]);
     let body = body[..body.find("event: message_delta").unwrap()].to_owned();
     sse_mock(&mut server, body).create();
@@ -213,7 +213,7 @@ fn stream_without_message_stop_exits_5() {
 
 #[test]
 fn stream_cut_mid_event_exits_5() {
-    let mut server = server();
+    let mut server = mock_server();
     let body = text_stream(&["abc"]);
     let body = body[..body.find("\"text_delta\"").unwrap()].to_owned();
     sse_mock(&mut server, body).create();
@@ -227,7 +227,7 @@ fn stream_cut_mid_event_exits_5() {
 
 #[test]
 fn empty_stream_exits_5() {
-    let mut server = server();
+    let mut server = mock_server();
     sse_mock(&mut server, "").create();
     let mut c = api(&server);
     c.arg("q");
@@ -238,7 +238,7 @@ fn empty_stream_exits_5() {
 
 #[test]
 fn events_out_of_order_are_malformed() {
-    let mut server = server();
+    let mut server = mock_server();
     sse_mock(
         &mut server,
         event(
@@ -256,7 +256,7 @@ fn events_out_of_order_are_malformed() {
 
 #[test]
 fn gateway_answering_json_to_a_stream_request_still_works() {
-    let mut server = server();
+    let mut server = mock_server();
     json_mock(&mut server, fixture("text.json")).create();
     let mut c = api(&server);
     c.arg("q");
