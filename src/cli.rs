@@ -11,7 +11,35 @@ Examples:
   git diff | cs-msg -s \"Write a commit message\" --max-tokens 200
   cs-msg -f notes.md -f todo.txt \"What is missing from the todo list?\"
   cs-msg --json \"hi\" | jq -r '.content[0].text'
-  CS_MSG_API_KEY=$ANTHROPIC_API_KEY cs-msg --dry-run \"hi\"";
+  cs-msg --schema person.json \"Ada Lovelace, born 1815 in London\" | jq .born
+  cs-msg -c chat.json \"And in French?\"";
+
+/// The examples as a man page section (roff), kept next to the help text they mirror.
+pub const EXAMPLES_MAN: &str = r#".SH EXAMPLES
+.nf
+echo "Explain SSE in one line" | cs\-msg \-m claude\-haiku\-4.5
+git diff | cs\-msg \-s "Write a commit message" \-\-max\-tokens 200
+cs\-msg \-f notes.md \-f todo.txt "What is missing from the todo list?"
+cs\-msg \-\-json "hi" | jq \-r '.content[0].text'
+cs\-msg \-\-schema person.json "Ada Lovelace, born 1815 in London" | jq .born
+cs\-msg \-c chat.json "And in French?"
+CS_MSG_API_KEY=$ANTHROPIC_API_KEY cs\-msg "hi"
+.fi
+"#;
+
+pub const ENVIRONMENT: &str = "\
+Environment:
+  CS_MSG_API_KEY       the API key (never taken from an argument, nor from
+                       ANTHROPIC_API_KEY: write CS_MSG_API_KEY=$ANTHROPIC_API_KEY)
+  CS_MSG_API_KEY_FILE  a file holding the key, like --api-key-file
+  CS_MSG_MODEL, CS_MSG_BASE_URL, CS_MSG_MAX_TOKENS, CS_MSG_MAX_RETRIES
+                       defaults for the flags of the same name
+  HTTPS_PROXY, ALL_PROXY, NO_PROXY
+                       proxies
+  SSL_CERT_FILE, SSL_CERT_DIR
+                       extra CA certificates (the system store is trusted)
+  NO_COLOR, FORCE_COLOR
+                       colour on stderr (only on a terminal by default)";
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -27,10 +55,10 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(
     name = "cs-msg",
-    version,
+    version = env!("CS_MSG_VERSION"),
     about = "Send one message to the claudestore Messages API and print the answer",
     after_help = EXAMPLES,
-    after_long_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"),
+    after_long_help = format!("{EXAMPLES}\n\n{ENVIRONMENT}\n\n{EXIT_CODES}"),
     max_term_width = 100
 )]
 pub struct Cli {
@@ -60,12 +88,12 @@ pub struct Cli {
 
     /// Read the system prompt from a file
     #[arg(long, value_name = "PATH", help_heading = "Input",
-          value_hint = clap::ValueHint::FilePath)]
+          value_hint = clap::ValueHint::FilePath, hide_short_help = true)]
     pub system_file: Option<PathBuf>,
 
     /// Prior turns: a JSON array of messages; this turn, if any, is appended
     #[arg(long, value_name = "PATH", help_heading = "Input", conflicts_with = "conversation",
-          value_hint = clap::ValueHint::FilePath)]
+          value_hint = clap::ValueHint::FilePath, hide_short_help = true)]
     pub messages: Option<PathBuf>,
 
     /// Multi-turn chat kept in PATH: read it, append this turn and the reply, save it
@@ -76,7 +104,7 @@ pub struct Cli {
     /// Send a complete request body (`-` = stdin); flags given here override its fields
     #[arg(long, value_name = "PATH", help_heading = "Input",
           conflicts_with_all = ["messages", "conversation"],
-          value_hint = clap::ValueHint::FilePath)]
+          value_hint = clap::ValueHint::FilePath, hide_short_help = true)]
     pub request: Option<PathBuf>,
 
     // ---- Generation ----
@@ -102,24 +130,39 @@ pub struct Cli {
     pub temperature: Option<f64>,
 
     /// Nucleus sampling, 0.0 to 1.0
-    #[arg(long, value_name = "P", value_parser = unit_interval, help_heading = "Generation")]
+    #[arg(long, value_name = "P", value_parser = unit_interval, help_heading = "Generation", hide_short_help = true)]
     pub top_p: Option<f64>,
 
     /// Sample only from the K most likely tokens
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..),
-          help_heading = "Generation")]
+          help_heading = "Generation", hide_short_help = true)]
     pub top_k: Option<u32>,
 
     /// Stop when the model writes SEQ; repeatable
-    #[arg(long = "stop", value_name = "SEQ", help_heading = "Generation")]
+    #[arg(
+        long = "stop",
+        value_name = "SEQ",
+        help_heading = "Generation",
+        hide_short_help = true
+    )]
     pub stop: Vec<String>,
 
     /// Opaque end-user id sent as metadata.user_id
-    #[arg(long, value_name = "ID", help_heading = "Generation")]
+    #[arg(
+        long,
+        value_name = "ID",
+        help_heading = "Generation",
+        hide_short_help = true
+    )]
     pub metadata_user_id: Option<String>,
 
     /// Enable a beta feature (anthropic-beta header); repeatable
-    #[arg(long = "beta", value_name = "NAME", help_heading = "Generation")]
+    #[arg(
+        long = "beta",
+        value_name = "NAME",
+        help_heading = "Generation",
+        hide_short_help = true
+    )]
     pub betas: Vec<String>,
 
     /// Tool definitions: a JSON file holding an array of tools
@@ -128,7 +171,12 @@ pub struct Cli {
     pub tools: Option<PathBuf>,
 
     /// Which tool the model may use: auto, any, none, or a tool NAME
-    #[arg(long, value_name = "CHOICE", help_heading = "Generation")]
+    #[arg(
+        long,
+        value_name = "CHOICE",
+        help_heading = "Generation",
+        hide_short_help = true
+    )]
     pub tool_choice: Option<String>,
 
     /// Structured output: print one JSON object matching this JSON Schema (file or inline)
@@ -141,7 +189,13 @@ pub struct Cli {
     pub thinking: Option<Thinking>,
 
     /// How much effort the model spends (output_config.effort)
-    #[arg(long, value_enum, value_name = "LEVEL", help_heading = "Generation")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "LEVEL",
+        help_heading = "Generation",
+        hide_short_help = true
+    )]
     pub effort: Option<Effort>,
 
     // ---- Output ----
@@ -150,11 +204,21 @@ pub struct Cli {
     pub json: bool,
 
     /// Print every server-sent event's data as one JSON line, as it arrives
-    #[arg(long, help_heading = "Output", conflicts_with = "no_stream")]
+    #[arg(
+        long,
+        help_heading = "Output",
+        conflicts_with = "no_stream",
+        hide_short_help = true
+    )]
     pub events: bool,
 
     /// Stream the answer (the default)
-    #[arg(long, help_heading = "Output", overrides_with = "no_stream")]
+    #[arg(
+        long,
+        help_heading = "Output",
+        overrides_with = "no_stream",
+        hide_short_help = true
+    )]
     pub stream: bool,
 
     /// Wait for the whole answer instead of streaming it
@@ -162,11 +226,11 @@ pub struct Cli {
     pub no_stream: bool,
 
     /// Count the request's input tokens instead of sending it
-    #[arg(long, help_heading = "Output", conflicts_with_all = ["events", "schema", "list_models"])]
+    #[arg(long, help_heading = "Output", conflicts_with_all = ["events", "schema", "list_models"], hide_short_help = true)]
     pub count_tokens: bool,
 
     /// List the available model ids, one a line
-    #[arg(long, help_heading = "Output", conflicts_with_all = ["events", "schema", "dry_run"])]
+    #[arg(long, help_heading = "Output", conflicts_with_all = ["events", "schema", "dry_run"], hide_short_help = true)]
     pub list_models: bool,
 
     /// Print the request body that would be sent, and send nothing
@@ -174,16 +238,16 @@ pub struct Cli {
     pub dry_run: bool,
 
     /// Print the model's thinking to stderr
-    #[arg(long, help_heading = "Output")]
+    #[arg(long, help_heading = "Output", hide_short_help = true)]
     pub show_thinking: bool,
 
     /// Print token usage to stderr after the answer
-    #[arg(long, help_heading = "Output")]
+    #[arg(long, help_heading = "Output", hide_short_help = true)]
     pub usage: bool,
 
     /// Exit 6 instead of warning when the answer stopped early
     /// (max_tokens, refusal, pause_turn, model_context_window_exceeded)
-    #[arg(long, help_heading = "Output")]
+    #[arg(long, help_heading = "Output", hide_short_help = true)]
     pub strict: bool,
 
     /// Print URL, model, request-id, status, retries and timings to stderr
@@ -191,7 +255,13 @@ pub struct Cli {
     pub verbose: bool,
 
     /// Silence warnings
-    #[arg(short = 'q', long, help_heading = "Output", conflicts_with = "verbose")]
+    #[arg(
+        short = 'q',
+        long,
+        help_heading = "Output",
+        conflicts_with = "verbose",
+        hide_short_help = true
+    )]
     pub quiet: bool,
 
     // ---- Network ----
@@ -207,7 +277,7 @@ pub struct Cli {
 
     /// Read the API key from a file (otherwise CS_MSG_API_KEY)
     #[arg(long, env = "CS_MSG_API_KEY_FILE", hide_env_values = true, value_name = "PATH",
-          help_heading = "Network", value_hint = clap::ValueHint::FilePath)]
+          help_heading = "Network", value_hint = clap::ValueHint::FilePath, hide_short_help = true)]
     pub api_key_file: Option<PathBuf>,
 
     /// Retries for transient failures (429, 5xx, 529, connection errors)
@@ -216,24 +286,41 @@ pub struct Cli {
         env = "CS_MSG_MAX_RETRIES",
         default_value_t = 2,
         value_name = "N",
-        help_heading = "Network"
+        help_heading = "Network",
+        hide_short_help = true
     )]
     pub max_retries: u32,
 
+    /// Print shell completions or the man page (for packagers)
+    #[arg(long, value_enum, value_name = "KIND", hide = true,
+          conflicts_with_all = ["prompt", "files", "dry_run", "list_models", "count_tokens"])]
+    pub generate: Option<GenKind>,
+
     /// Seconds allowed to establish a connection
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = seconds,
-          help_heading = "Network")]
+          help_heading = "Network", hide_short_help = true)]
     pub connect_timeout: f64,
 
     /// Seconds of silence allowed while a stream is expected
     #[arg(long, default_value = "60", value_name = "SECS", value_parser = seconds,
-          help_heading = "Network")]
+          help_heading = "Network", hide_short_help = true)]
     pub idle_timeout: f64,
 
     /// Wall-clock limit in seconds for the whole call, retries included
     /// [default: 600 with --no-stream, none when streaming]
-    #[arg(long, value_name = "SECS", value_parser = seconds, help_heading = "Network")]
+    #[arg(long, value_name = "SECS", value_parser = seconds, help_heading = "Network", hide_short_help = true)]
     pub timeout: Option<f64>,
+}
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenKind {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Elvish,
+    Man,
 }
 
 /// `--thinking`: adaptive, or enabled with a token budget.

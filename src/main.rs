@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod conversation;
 mod error;
+mod generate;
 mod input;
 mod message;
 mod models;

@@ -13,12 +13,16 @@ use crate::client::{self, AttemptError, CallInfo, Client};
 use crate::config::{Config, OutputMode, Task};
 use crate::error::{ExitKind, Failure, snippet, usage};
 use crate::output::{self, Writer};
-use crate::{conversation, input, models, request, stream};
+use crate::{conversation, generate, input, models, request, stream};
 
 /// Non-streamed answers are read whole; this bounds a runaway body.
 const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
 
 pub fn run(cli: Cli, explicit: HashSet<String>) -> Result<()> {
+    // Special modes first: no stdin, key or network involved.
+    if let Some(kind) = cli.generate {
+        return generate::print(kind);
+    }
     // Before the config: reading it may already warn (a shared key file).
     output::set_quiet(cli.quiet);
     let json_flag = cli.json;

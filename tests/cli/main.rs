@@ -4,6 +4,7 @@
 mod common;
 
 mod errors;
+mod generated;
 mod outputs;
 mod reliability;
 mod requests;

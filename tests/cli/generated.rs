@@ -1,0 +1,114 @@
+//! Completions, the man page and help: generated from the clap definitions, committed,
+//! and checked here so they never drift from the binary.
+
+use crate::common::*;
+
+const FILES: &[(&str, &str)] = &[
+    ("bash", "completions/cs-msg.bash"),
+    ("zsh", "completions/_cs-msg"),
+    ("fish", "completions/cs-msg.fish"),
+    ("powershell", "completions/_cs-msg.ps1"),
+    ("elvish", "completions/cs-msg.elv"),
+    ("man", "man/cs-msg.1"),
+];
+
+/// `CS_MSG_BLESS=1 cargo test generated` rewrites the committed files.
+#[test]
+fn committed_completions_and_man_page_match_the_binary() {
+    let bless = std::env::var_os("CS_MSG_BLESS").is_some();
+    for (kind, file) in FILES {
+        let mut c = cmd();
+        c.args(["--generate", kind]);
+        let generated = stdout_of(&run(c).success().stderr(""));
+        assert!(generated.contains("cs-msg"), "{kind}");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        if bless {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &generated).unwrap();
+            continue;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{file} is outdated: run `CS_MSG_BLESS=1 cargo test generated` and commit it"
+        );
+    }
+}
+
+#[test]
+fn generate_touches_neither_stdin_nor_the_network() {
+    let mut c = cmd();
+    c.args(["--generate", "bash"])
+        .env("CS_MSG_BASE_URL", "http://example.com");
+    run(c).success();
+    let mut c = cmd();
+    c.args(["--generate", "bash", "a prompt"]);
+    run(c).code(2);
+}
+
+#[test]
+fn man_page_has_exit_codes_environment_and_examples() {
+    let mut c = cmd();
+    c.args(["--generate", "man"]);
+    let man = stdout_of(&run(c).success());
+    for section in [
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH EXAMPLES",
+        ".SH OPTIONS",
+    ] {
+        assert!(man.contains(section), "{section}");
+    }
+    assert!(man.contains("\\fBCS_MSG_API_KEY\\fR"));
+    // Options hidden from -h still have their help text in the man page.
+    assert!(man.contains("Sample only from the K most likely tokens"));
+}
+
+#[test]
+fn long_help_has_examples_groups_environment_and_exit_codes() {
+    let mut c = cmd();
+    c.arg("--help");
+    let help = stdout_of(&run(c).success());
+    for needle in [
+        "\nInput:\n",
+        "\nGeneration:\n",
+        "\nOutput:\n",
+        "\nNetwork:\n",
+        "Examples:\n  echo \"Explain SSE in one line\" | cs-msg -m claude-haiku-4.5\n",
+        "cs-msg --json \"hi\" | jq -r '.content[0].text'",
+        "cs-msg --schema person.json",
+        "cs-msg -c chat.json",
+        "Environment:\n  CS_MSG_API_KEY ",
+        "Exit codes:\n  0    success\n",
+        "130  interrupted (Ctrl-C)",
+        "--top-k <K>",
+    ] {
+        assert!(help.contains(needle), "missing {needle:?} in\n{help}");
+    }
+}
+
+#[test]
+fn short_help_fits_one_screen() {
+    let mut c = cmd();
+    c.arg("-h");
+    let help = stdout_of(&run(c).success());
+    assert!(
+        help.lines().count() <= 50,
+        "{} lines:\n{help}",
+        help.lines().count()
+    );
+    assert!(help.contains("Examples:"));
+    assert!(help.contains("--model"));
+    assert!(!help.contains("--top-k"));
+}
+
+#[test]
+fn version_names_the_package_version() {
+    let mut c = cmd();
+    c.arg("--version");
+    let out = stdout_of(&run(c).success());
+    assert!(
+        out.starts_with(&format!("cs-msg {}", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+}
