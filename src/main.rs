@@ -15,6 +15,7 @@ mod output;
 mod proptests;
 mod request;
 mod run;
+mod spinner;
 mod sse;
 mod stream;
 mod tools;

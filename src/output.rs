@@ -4,7 +4,7 @@
 //! consumed every byte received so far, so no token waits in a buffer while the
 //! program blocks on the network, and bursts of deltas cost one write.
 
-use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
+use std::io::{self, BufWriter, Stdout, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,7 +25,7 @@ pub fn stderr_color() -> bool {
     static COLOR: OnceLock<bool> = OnceLock::new();
     *COLOR.get_or_init(|| {
         let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
-        !set("NO_COLOR") && (set("FORCE_COLOR") || io::stderr().is_terminal())
+        !set("NO_COLOR") && (set("FORCE_COLOR") || crate::spinner::stderr_is_terminal())
     })
 }
 

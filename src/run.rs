@@ -13,6 +13,7 @@ use crate::client::{self, AttemptError, CallInfo, Client};
 use crate::config::{Config, OutputMode, Task};
 use crate::error::{ExitKind, Failure, snippet, usage};
 use crate::output::{self, Writer};
+use crate::spinner::{self, Spinner};
 use crate::{conversation, generate, input, models, request, stream};
 
 /// Non-streamed answers are read whole; this bounds a runaway body.
@@ -87,9 +88,21 @@ pub fn run(cli: Cli, explicit: HashSet<String>) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let streaming = request::is_streaming(&body);
+    let mut spinner = spinner::wanted(config.output, streaming, config.verbose).then(|| {
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("the model");
+        Spinner::start(format!("waiting for {model}…"))
+    });
     let message = client.post("/v1/messages", &bytes, streaming, |response, info| {
-        receive(response, info, streaming, &config, &mut writer)
+        receive(response, info, streaming, &config, &mut writer, &mut || {
+            if let Some(s) = spinner.as_mut() {
+                s.stop();
+            }
+        })
     })?;
+    drop(spinner); // erased before any warning below
     if config.verbose {
         output::info(&format!("done in {} ms", started.elapsed().as_millis()));
     }
@@ -182,6 +195,7 @@ fn receive(
     streaming: bool,
     config: &Config,
     writer: &mut Writer,
+    first_bytes: &mut dyn FnMut(),
 ) -> Result<Value, AttemptError> {
     let is_json = client::header(response.headers(), "content-type")
         .is_some_and(|t| t.starts_with("application/json"));
@@ -194,7 +208,12 @@ fn receive(
         failure
     };
     if streaming && !is_json {
-        return stream::consume(response.into_body().into_reader(), writer, read_error);
+        return stream::consume(
+            response.into_body().into_reader(),
+            writer,
+            read_error,
+            first_bytes,
+        );
     }
     let mut bytes = Vec::new();
     response
@@ -203,6 +222,7 @@ fn receive(
         .take(MAX_RESPONSE_BYTES)
         .read_to_end(&mut bytes)
         .map_err(|e| AttemptError::Retry(read_error(e)))?;
+    first_bytes();
     let message: Value = serde_json::from_slice(&bytes)
         .ok()
         .filter(|m: &Value| m.get("content").is_some_and(Value::is_array))

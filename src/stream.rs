@@ -16,10 +16,12 @@ use crate::sse::{SseEvent, SseParser};
 /// has been handled, just before the next (possibly blocking) read.
 ///
 /// `read_error` describes a failed read (a timeout, a reset connection).
+/// `first_bytes` runs once, when the first bytes of the body arrive.
 pub fn consume<R: Read, W: Write>(
     mut body: R,
     writer: &mut Writer<W>,
     read_error: impl Fn(std::io::Error) -> Failure,
+    mut first_bytes: impl FnMut(),
 ) -> Result<Value, AttemptError> {
     let mut parser = SseParser::new();
     let mut acc = Accumulator::new();
@@ -38,6 +40,9 @@ pub fn consume<R: Read, W: Write>(
                 return Err(failed_read(read_error(e), writer));
             }
         };
+        if head.is_empty() {
+            first_bytes();
+        }
         if head.len() < 256 {
             head.extend_from_slice(&buf[..n.min(256 - head.len())]);
         }
@@ -161,9 +166,12 @@ mod tests {
 
     fn run(body: &[u8], mode: OutputMode) -> (Result<Value, AttemptError>, String) {
         let mut writer = Writer::new(Vec::new(), mode, false);
-        let result = consume(body, &mut writer, |e| {
-            Failure::new(ExitKind::Network, e.to_string())
-        });
+        let result = consume(
+            body,
+            &mut writer,
+            |e| Failure::new(ExitKind::Network, e.to_string()),
+            || {},
+        );
         (result, String::from_utf8(writer.into_inner()).unwrap())
     }
 

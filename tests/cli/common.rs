@@ -35,6 +35,8 @@ pub fn cmd() -> Command {
             c.env_remove(&key);
         }
     }
+    // CI=true (as CI sets it) would switch off terminal behaviour under test.
+    c.env_remove("CI").env_remove("FORCE_COLOR");
     c.env("NO_PROXY", "*")
         .env("RUST_BACKTRACE", "0")
         .env("NO_COLOR", "1")

@@ -260,3 +260,49 @@ fn errors_are_red_when_colour_is_forced() {
         "\x1b[1;31mcs-msg:\x1b[0m nothing to send: give a PROMPT, pipe text to stdin, or attach a file with -f\n",
     );
 }
+
+/// A body that starts `delay` after the headers, like a slow first token.
+fn slow_first_byte(server: &mut mockito::ServerGuard, delay_ms: u64) -> mockito::Mock {
+    sse_mock(server, String::new()).with_chunked_body(move |w| {
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        w.write_all(text_stream(&["answer"]).as_bytes())
+    })
+}
+
+#[test]
+fn spinner_on_a_terminal_stderr_while_waiting() {
+    let mut server = mock_server();
+    slow_first_byte(&mut server, 600).create();
+    let mut c = api(&server);
+    c.env("CS_MSG_TEST_TERMINAL", "stderr").arg("q");
+    let assert = run(c).success().stdout("answer\n");
+    let err = stderr_of(&assert);
+    assert!(
+        err.starts_with("\r⠋ waiting for claude-sonnet-4.6…"),
+        "{err:?}"
+    );
+    // Erased before the answer is done: the terminal line is left clean.
+    assert!(err.ends_with("\r\x1b[2K"), "{err:?}");
+}
+
+#[test]
+fn no_spinner_in_pipes_ci_or_fast_answers() {
+    let mut server = mock_server();
+    slow_first_byte(&mut server, 400).expect(2).create();
+    // stderr is a pipe.
+    let mut c = api(&server);
+    c.arg("q");
+    run(c).success().stderr("");
+    // CI, even on a terminal.
+    let mut c = api(&server);
+    c.env("CS_MSG_TEST_TERMINAL", "stderr")
+        .env("CI", "true")
+        .arg("q");
+    run(c).success().stderr("");
+    // A fast answer never draws one.
+    let mut server = mock_server();
+    sse_mock(&mut server, text_stream(&["quick"])).create();
+    let mut c = api(&server);
+    c.env("CS_MSG_TEST_TERMINAL", "stderr").arg("q");
+    run(c).success().stderr("");
+}
