@@ -6,6 +6,7 @@ mod common;
 mod errors;
 mod generated;
 mod outputs;
+mod readme;
 mod reliability;
 mod requests;
 mod streams;
