@@ -141,6 +141,8 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config> {
         let base_url = check_base_url(&cli.base_url)?;
+        // Before --tools is read: it may be the one reading stdin.
+        stdin_claimed(&cli)?;
 
         let system = match (&cli.system, &cli.system_file) {
             (Some(s), _) => Some(s.clone()),
@@ -219,12 +221,12 @@ impl Config {
             .or((!stream).then_some(600.0))
             .map(Duration::from_secs_f64);
 
-        let request_from_stdin = cli.request.as_deref().is_some_and(|p| p.as_os_str() == "-");
+        let stdin_taken = stdin_claimed(&cli)?;
         Ok(Config {
             task,
             input: InputSpec {
                 files: cli.files,
-                read_stdin: !cli.no_stdin && !stdin_is_terminal && !request_from_stdin,
+                read_stdin: !cli.no_stdin && !stdin_is_terminal && !stdin_taken,
                 prompt,
             },
             messages_file: cli.messages,
@@ -277,6 +279,35 @@ impl Config {
             .into()
         })
     }
+}
+
+/// Whether a flag reads stdin (`-`) instead of a file; stdin can be read only once.
+fn stdin_claimed(cli: &Cli) -> Result<bool> {
+    let dash = |p: &Option<PathBuf>| p.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    if dash(&cli.conversation) {
+        return Err(usage(
+            "--conversation -: a conversation must be a file it can be saved to",
+        ));
+    }
+    let mut readers: Vec<&str> = [
+        ("--request -", dash(&cli.request)),
+        ("--messages -", dash(&cli.messages)),
+        ("--tools -", dash(&cli.tools)),
+        ("--system-file -", dash(&cli.system_file)),
+    ]
+    .into_iter()
+    .filter_map(|(flag, reads)| reads.then_some(flag))
+    .collect();
+    if cli.files.iter().any(|f| f.as_os_str() == "-") {
+        readers.push("-f -");
+    }
+    if readers.len() > 1 {
+        return Err(usage(format!(
+            "{} all read stdin; it can be read only once",
+            readers.join(", ")
+        )));
+    }
+    Ok(readers.first().is_some_and(|r| *r != "-f -"))
 }
 
 /// The API rejects these with thinking; say so before sending (API.md §1.4).
@@ -389,10 +420,16 @@ fn is_loopback(host: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Reads a whole file as UTF-8; errors name the flag and the path.
+/// Reads a whole file (`-` = stdin) as UTF-8; errors name the flag and the path.
 pub fn read_text_file(path: &Path, flag: &str) -> Result<String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| usage(format!("{flag} {}: {}", path.display(), io_reason(&e))))?;
+    let fail = |e: std::io::Error| usage(format!("{flag} {}: {}", path.display(), io_reason(&e)));
+    let bytes = if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).map_err(fail)?;
+        buf
+    } else {
+        std::fs::read(path).map_err(fail)?
+    };
     String::from_utf8(bytes).map_err(|e| {
         usage(format!(
             "{flag} {}: not valid UTF-8 (byte {})",
@@ -507,6 +544,28 @@ mod tests {
             let e = config(&args, &[]).unwrap_err().to_string();
             assert!(e.contains(message), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn stdin_is_read_once() {
+        let e = config(&["--request", "-", "-f", "-"], &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--request -, -f - all read stdin; it can be read only once"
+        );
+        assert!(config(&["-c", "-", "q"], &[]).is_err());
+        let claims = |args: &[&str]| {
+            let mut argv = vec!["cs-msg"];
+            argv.extend_from_slice(args);
+            stdin_claimed(&Cli::try_parse_from(argv).unwrap()).unwrap()
+        };
+        assert!(claims(&["--messages", "-", "q"]));
+        assert!(claims(&["--system-file", "-", "q"]));
+        assert!(
+            !claims(&["-f", "-", "q"]),
+            "-f - reads stdin in the user turn itself"
+        );
+        assert!(!claims(&["q"]));
     }
 
     #[test]

@@ -302,3 +302,24 @@ fn stdin_hint_appears_when_stdin_stays_silent() {
     );
     mock.assert();
 }
+
+#[test]
+fn a_flag_reading_stdin_takes_it_from_the_user_turn() {
+    let mut server = mock_server();
+    let mock = sse_mock(&mut server, text_stream(&["ok"]))
+        .match_body(Matcher::Json(json!({
+            "model": "claude-sonnet-4.6", "max_tokens": 4096, "system": "from stdin",
+            "messages": [{"role": "user", "content": [text("q")]}], "stream": true
+        })))
+        .create();
+    let mut c = api(&server);
+    c.args(["--system-file", "-", "q"])
+        .write_stdin("from stdin");
+    run(c).success();
+    mock.assert();
+    let mut c = cmd();
+    c.args(["--messages", "-", "-f", "-", "q"]);
+    run(c)
+        .code(2)
+        .stderr("cs-msg: --messages -, -f - all read stdin; it can be read only once\n");
+}
