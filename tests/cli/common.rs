@@ -56,6 +56,33 @@ pub fn api(server: &ServerGuard) -> Command {
     c
 }
 
+/// The binary as a live child process (for tests that read its output while it runs,
+/// hold stdin open, or signal it), with a clean environment and piped stdio.
+pub fn spawn(base_url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    use std::process::Stdio;
+    std::process::Command::new(assert_cmd::cargo::cargo_bin!("cs-msg"))
+        .env_clear()
+        .env("CS_MSG_API_KEY", KEY)
+        .env("NO_PROXY", "*")
+        .envs(env.iter().copied())
+        .arg("--base-url")
+        .arg(base_url)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cs-msg")
+}
+
+/// `stream` up to (not including) the first `marker`: a stream cut short there.
+pub fn cut_before(stream: &str, marker: &str) -> String {
+    let at = stream
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in stream"));
+    stream[..at].to_owned()
+}
+
 /// Runs the command and checks the key leaked nowhere.
 pub fn run(mut c: Command) -> Assert {
     let assert = c.assert();

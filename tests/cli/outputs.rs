@@ -176,7 +176,6 @@ fn usage_and_stop_reason_warnings_go_to_stderr() {
 #[test]
 fn closed_stdout_ends_quietly() {
     use std::io::Read;
-    use std::process::{Command, Stdio};
     let mut server = mock_server();
     // A long answer that keeps coming after the reader has gone.
     sse_mock(&mut server, String::new())
@@ -192,15 +191,7 @@ fn closed_stdout_ends_quietly() {
             w.write_all(end.as_bytes())
         })
         .create();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("cs-msg"))
-        .env_clear()
-        .env("CS_MSG_API_KEY", KEY)
-        .env("NO_PROXY", "*")
-        .args(["--base-url", &server.url(), "--no-stdin", "q"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&server.url(), &["--no-stdin", "q"], &[]);
     let mut first = [0u8; 5];
     child
         .stdout

@@ -58,6 +58,20 @@ fn read_request(stream: &mut TcpStream) -> String {
     request_line.trim_end().to_owned()
 }
 
+/// Serves `head` of a stream on each connection, then falls silent for `silence`.
+fn stalling_stream(
+    connections: usize,
+    head: String,
+    silence: Duration,
+) -> (String, Arc<AtomicUsize>, JoinHandle<()>) {
+    raw_server(connections, move |mut s| {
+        read_request(&mut s);
+        s.write_all(SSE_HEAD.as_bytes()).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(silence);
+    })
+}
+
 const SSE_HEAD: &str =
     "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
 
@@ -289,15 +303,11 @@ fn idle_timeout_before_headers() {
 
 #[test]
 fn idle_timeout_mid_stream_keeps_the_text_and_does_not_retry() {
-    let body = text_stream(&["half an answer"]);
-    let cut = body.find("event: content_block_stop").unwrap();
-    let head = body[..cut].to_owned();
-    let (url, count, _handle) = raw_server(2, move |mut s| {
-        read_request(&mut s);
-        s.write_all(SSE_HEAD.as_bytes()).unwrap();
-        s.write_all(head.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_secs(3));
-    });
+    let head = cut_before(
+        &text_stream(&["half an answer"]),
+        "event: content_block_stop",
+    );
+    let (url, count, _handle) = stalling_stream(2, head, Duration::from_secs(3));
     let mut c = cmd();
     c.env("CS_MSG_API_KEY", KEY)
         .args(["--base-url", &url, "--idle-timeout", "0.3", "q"]);
@@ -489,25 +499,13 @@ fn non_json_success_body_is_malformed() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_exits_130_and_keeps_what_was_printed() {
-    use std::process::{Command, Stdio};
-    let body = text_stream(&["printed before Ctrl-C"]);
-    let cut = body.find("event: content_block_stop").unwrap();
-    let head = body[..cut].to_owned();
-    let (url, _, _handle) = raw_server(1, move |mut s| {
-        read_request(&mut s);
-        s.write_all(SSE_HEAD.as_bytes()).unwrap();
-        s.write_all(head.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_secs(5));
-    });
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("cs-msg"))
-        .env_clear()
-        .env("CS_MSG_API_KEY", KEY)
-        .env("NO_PROXY", "*")
-        .args(["--base-url", &url, "--no-stdin", "q"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    use std::process::Command;
+    let head = cut_before(
+        &text_stream(&["printed before Ctrl-C"]),
+        "event: content_block_stop",
+    );
+    let (url, _, _handle) = stalling_stream(1, head, Duration::from_secs(5));
+    let mut child = spawn(&url, &["--no-stdin", "q"], &[]);
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 21];
     stdout.read_exact(&mut first).unwrap();

@@ -266,22 +266,15 @@ fn base_url_path_prefix_is_kept() {
 #[test]
 fn stdin_hint_appears_when_stdin_stays_silent() {
     use std::io::Read;
-    use std::process::{Command, Stdio};
     let mut server = mock_server();
     let mock = sse_mock(&mut server, text_stream(&["ok"]))
         .match_body(Matcher::Json(body(json!([text("late"), text("prompt")]))))
         .create();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("cs-msg"))
-        .env_clear()
-        .env("CS_MSG_API_KEY", KEY)
-        .env("CS_MSG_STDIN_HINT_MS", "100")
-        .env("NO_PROXY", "*")
-        .args(["--base-url", &server.url(), "prompt"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(
+        &server.url(),
+        &["prompt"],
+        &[("CS_MSG_STDIN_HINT_MS", "100")],
+    );
     let mut stdin = child.stdin.take().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(600));
     use std::io::Write;

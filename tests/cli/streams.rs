@@ -66,7 +66,6 @@ fn multibyte_characters_split_across_chunks_and_deltas_flushed_as_they_arrive() 
 #[test]
 fn first_token_reaches_stdout_before_the_stream_ends() {
     use std::io::Read;
-    use std::process::{Command, Stdio};
     let mut server = mock_server();
     let body = text_stream(&["first", " second"]);
     let split = body.find("event: content_block_delta").unwrap()
@@ -85,15 +84,7 @@ fn first_token_reaches_stdout_before_the_stream_ends() {
             w.write_all(tail.as_bytes())
         })
         .create();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("cs-msg"))
-        .env_clear()
-        .env("CS_MSG_API_KEY", KEY)
-        .env("NO_PROXY", "*")
-        .args(["--base-url", &server.url(), "--no-stdin", "q"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&server.url(), &["--no-stdin", "q"], &[]);
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 5];
     stdout.read_exact(&mut first).unwrap();
@@ -108,11 +99,12 @@ fn first_token_reaches_stdout_before_the_stream_ends() {
 #[test]
 fn error_event_mid_stream_keeps_printed_text() {
     let mut server = mock_server();
-    let body = text_stream(&["partial answer"]);
-    let cut = body.find("event: content_block_stop").unwrap();
     let body = format!(
         "{}{}",
-        &body[..cut],
+        cut_before(
+            &text_stream(&["partial answer"]),
+            "event: content_block_stop"
+        ),
         event(
             "error",
             r#"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#
@@ -130,11 +122,9 @@ fn error_event_mid_stream_keeps_printed_text() {
 #[test]
 fn overloaded_event_after_output_exits_4_without_retry() {
     let mut server = mock_server();
-    let body = text_stream(&["some text"]);
-    let cut = body.find("event: content_block_stop").unwrap();
     let body = format!(
         "{}{}",
-        &body[..cut],
+        cut_before(&text_stream(&["some text"]), "event: content_block_stop"),
         event(
             "error",
             r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
@@ -174,11 +164,9 @@ fn overloaded_event_before_output_is_retried() {
 #[test]
 fn json_mode_retries_a_mid_stream_overload() {
     let mut server = mock_server();
-    let body = text_stream(&["half"]);
-    let cut = body.find("event: content_block_stop").unwrap();
     let overloaded = format!(
         "{}{}",
-        &body[..cut],
+        cut_before(&text_stream(&["half"]), "event: content_block_stop"),
         event(
             "error",
             r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
@@ -200,8 +188,7 @@ fn json_mode_retries_a_mid_stream_overload() {
 #[test]
 fn stream_without_message_stop_exits_5() {
     let mut server = mock_server();
-    let body = text_stream(&["cut ", "short"]);
-    let body = body[..body.find("event: message_delta").unwrap()].to_owned();
+    let body = cut_before(&text_stream(&["cut ", "short"]), "event: message_delta");
     sse_mock(&mut server, body).create();
     let mut c = api(&server);
     c.arg("q");

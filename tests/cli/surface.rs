@@ -411,10 +411,7 @@ fn failed_calls_leave_the_conversation_byte_for_byte_unchanged() {
     let chat = dir.path().join("chat.json");
     let original = "[\n {\"role\":\"user\",\"content\":\"Hi\"},   {\"role\":\"assistant\",\"content\":\"Hello\"}\n]\n";
     std::fs::write(&chat, original).unwrap();
-    let truncated = {
-        let s = text_stream(&["partial"]);
-        s[..s.find("event: message_delta").unwrap()].to_owned()
-    };
+    let truncated = cut_before(&text_stream(&["partial"]), "event: message_delta");
     type Setup = Box<dyn Fn(&mut mockito::ServerGuard)>;
     let cases: Vec<(Setup, i32)> = vec![
         (
