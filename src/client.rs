@@ -392,6 +392,45 @@ mod tests {
     }
 
     #[test]
+    fn transport_failures_name_the_limit_and_exit_5() {
+        let net = Network {
+            base_url: "https://gw.example".into(),
+            betas: vec![],
+            max_retries: 2,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_millis(1500),
+            timeout: Some(Duration::from_secs(30)),
+            backoff_initial: Duration::from_millis(500),
+        };
+        let cases = [
+            (
+                ureq::Error::Timeout(ureq::Timeout::Connect),
+                "timed out connecting to https://gw.example after 10 s (--connect-timeout)",
+            ),
+            (
+                ureq::Error::Timeout(ureq::Timeout::PerRead),
+                "timed out: no data from the server for 1.5 s (--idle-timeout)",
+            ),
+            (
+                ureq::Error::Timeout(ureq::Timeout::Global),
+                "timed out: the call took longer than --timeout 30 s",
+            ),
+            (
+                ureq::Error::HostNotFound,
+                "could not resolve the host of https://gw.example",
+            ),
+        ];
+        for (error, message) in cases {
+            let retryable = is_retryable_transport(&error);
+            let f = transport_failure(error, "https://gw.example", &net);
+            assert_eq!(f.message, message);
+            assert_eq!(f.kind, ExitKind::Network);
+            // Only the whole-call limit is final.
+            assert_eq!(retryable, !message.contains("--timeout"));
+        }
+    }
+
+    #[test]
     fn backoff_doubles_with_jitter_and_caps() {
         let half = Duration::from_millis(500);
         for (n, full) in [
