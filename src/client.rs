@@ -2,6 +2,7 @@
 //! typed errors with their exit codes (DESIGN.md §6, API.md §5–§6).
 
 use std::io::Read;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
@@ -39,6 +40,8 @@ pub struct Client {
     key: ApiKey,
     net: Network,
     verbose: bool,
+    /// Shared with the other workers of a batch.
+    gate: Option<Arc<RateGate>>,
 }
 
 /// What the handler of a 2xx response may need to know about it.
@@ -48,22 +51,49 @@ pub struct CallInfo {
 
 impl Client {
     pub fn new(net: &Network, key: ApiKey, verbose: bool) -> Client {
+        Client::build(net, key, verbose, None, None)
+    }
+
+    /// A client for `workers` threads at once: it keeps up to one idle connection per
+    /// worker, and every attempt first waits out the pause that `gate` holds.
+    pub fn shared(
+        net: &Network,
+        key: ApiKey,
+        verbose: bool,
+        workers: usize,
+        gate: Arc<RateGate>,
+    ) -> Client {
+        Client::build(net, key, verbose, Some(workers), Some(gate))
+    }
+
+    fn build(
+        net: &Network,
+        key: ApiKey,
+        verbose: bool,
+        pool: Option<usize>,
+        gate: Option<Arc<RateGate>>,
+    ) -> Client {
         let tls = TlsConfig::builder()
             .root_certs(RootCerts::PlatformVerifier)
             .build();
-        let agent: Agent = Agent::config_builder()
+        let mut config = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(net.connect_timeout))
             .tls_config(tls)
-            .user_agent(concat!("cs-msg/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .user_agent(concat!("cs-msg/", env!("CARGO_PKG_VERSION")));
+        if let Some(n) = pool {
+            config = config
+                .max_idle_connections(n.max(10))
+                .max_idle_connections_per_host(n.max(3));
+        }
+        let agent: Agent = config.build().into();
         Client {
             agent,
             base_url: net.base_url.clone(),
             key,
             net: net.clone(),
             verbose,
+            gate,
         }
     }
 
@@ -101,6 +131,16 @@ impl Client {
         let deadline = self.net.timeout.map(|t| started + t);
         let mut retries = 0u32;
         loop {
+            if let Some(gate) = &self.gate {
+                let pause = gate.remaining(Instant::now());
+                if self.verbose && !pause.is_zero() {
+                    output::info(&format!(
+                        "waiting {:.2} s: the batch is pausing for a rate limit",
+                        pause.as_secs_f64()
+                    ));
+                }
+                gate.wait(deadline);
+            }
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if remaining == Some(Duration::ZERO) {
                 return Err(self.timeout_failure().into());
@@ -149,23 +189,27 @@ impl Client {
                     retryable,
                     delay,
                 } => {
+                    let wait = delay.unwrap_or_else(|| backoff(self.net.backoff_initial, retries));
+                    // Told to slow down: the other workers of a batch pause as well.
+                    if failure.kind == ExitKind::RateLimited
+                        && let Some(gate) = &self.gate
+                    {
+                        gate.pause_until(Instant::now() + wait);
+                    }
                     if !retryable || retries >= self.net.max_retries {
                         let suffix = if retries > 0 {
                             format!(" (after {retries} retries)")
                         } else {
                             String::new()
                         };
-                        return Err(Failure::new(failure.kind, format!("{failure}{suffix}")).into());
+                        return Err(failure.with_suffix(&suffix).into());
                     }
-                    let wait = delay.unwrap_or_else(|| backoff(self.net.backoff_initial, retries));
                     if let Some(d) = deadline
                         && Instant::now() + wait >= d
                     {
-                        return Err(Failure::new(
-                            failure.kind,
-                            format!("{failure}; no time left to retry within --timeout"),
-                        )
-                        .into());
+                        return Err(failure
+                            .with_suffix("; no time left to retry within --timeout")
+                            .into());
                     }
                     if self.verbose {
                         output::info(&format!(
@@ -254,6 +298,52 @@ impl Client {
     /// A failure before or while reading a response: always exit 5.
     pub fn transport_failure(&self, e: ureq::Error) -> Failure {
         transport_failure(e, &self.base_url, &self.net)
+    }
+}
+
+/// A "not before" time shared by the workers of a batch: when one of them is told to
+/// slow down (429, 529, overloaded), no attempt starts anywhere until the pause is over,
+/// instead of every worker hammering the gateway on its own schedule.
+#[derive(Debug, Default)]
+pub struct RateGate {
+    not_before: Mutex<Option<Instant>>,
+}
+
+impl RateGate {
+    /// Extends the pause to `until`; a pause is never shortened.
+    pub fn pause_until(&self, until: Instant) {
+        let mut not_before = self.lock();
+        if not_before.is_none_or(|t| t < until) {
+            *not_before = Some(until);
+        }
+    }
+
+    /// How much of the pause is left at `now`.
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.lock()
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
+    }
+
+    /// Sleeps until the pause is over (also when it is extended meanwhile), but not
+    /// past `deadline`.
+    pub fn wait(&self, deadline: Option<Instant>) {
+        loop {
+            let now = Instant::now();
+            let mut left = self.remaining(now);
+            if let Some(d) = deadline {
+                left = left.min(d.saturating_duration_since(now));
+            }
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -428,6 +518,46 @@ mod tests {
             // Only the whole-call limit is final.
             assert_eq!(retryable, !message.contains("--timeout"));
         }
+    }
+
+    #[test]
+    fn rate_gate_pauses_are_only_ever_extended() {
+        let gate = RateGate::default();
+        let t0 = Instant::now();
+        assert_eq!(gate.remaining(t0), Duration::ZERO);
+        gate.pause_until(t0 + Duration::from_millis(300));
+        gate.pause_until(t0 + Duration::from_millis(100));
+        assert_eq!(gate.remaining(t0), Duration::from_millis(300));
+        assert_eq!(
+            gate.remaining(t0 + Duration::from_millis(200)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(gate.remaining(t0 + Duration::from_secs(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn rate_gate_holds_every_waiter_and_respects_deadlines() {
+        let gate = Arc::new(RateGate::default());
+        let start = Instant::now();
+        gate.pause_until(start + Duration::from_millis(60));
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let gate = Arc::clone(&gate);
+                std::thread::spawn(move || {
+                    gate.wait(None);
+                    start.elapsed()
+                })
+            })
+            .collect();
+        // Extended while they wait: they wait for the longer pause.
+        gate.pause_until(start + Duration::from_millis(120));
+        for w in waiters {
+            assert!(w.join().unwrap() >= Duration::from_millis(120));
+        }
+        gate.pause_until(Instant::now() + Duration::from_secs(30));
+        let t = Instant::now();
+        gate.wait(Some(t + Duration::from_millis(20)));
+        assert!(t.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

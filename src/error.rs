@@ -35,6 +35,9 @@ impl ExitKind {
 pub struct Failure {
     pub kind: ExitKind,
     pub message: String,
+    /// The API's own account of the error, when it came from the API (batch mode
+    /// reports its fields separately).
+    pub api: Option<Box<ApiError>>,
 }
 
 impl Failure {
@@ -42,6 +45,15 @@ impl Failure {
         Failure {
             kind,
             message: one_line(&message.into()),
+            api: None,
+        }
+    }
+
+    /// The same failure with more said at the end of its message.
+    pub fn with_suffix(self, suffix: &str) -> Self {
+        Failure {
+            message: one_line(&format!("{}{suffix}", self.message)),
+            ..self
         }
     }
 }
@@ -120,7 +132,10 @@ impl ApiError {
     }
 
     pub fn into_failure(self) -> Failure {
-        Failure::new(self.exit_kind(), self.to_string())
+        Failure {
+            api: Some(Box::new(self.clone())),
+            ..Failure::new(self.exit_kind(), self.to_string())
+        }
     }
 }
 
