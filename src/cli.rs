@@ -310,6 +310,25 @@ pub struct Cli {
     /// [default: 600 with --no-stream, none when streaming]
     #[arg(long, value_name = "SECS", value_parser = seconds, help_heading = "Network", hide_short_help = true)]
     pub timeout: Option<f64>,
+
+    // ---- Batch ----
+    /// Answer every line of a JSONL file (`-` = stdin): a JSON string (the prompt) or an
+    /// object with "prompt", "id" and request fields; prints one JSON result line per line
+    #[arg(long, value_name = "IN.jsonl", help_heading = "Batch",
+          conflicts_with_all = ["prompt", "events", "dry_run", "show_thinking", "usage"],
+          value_hint = clap::ValueHint::FilePath)]
+    pub batch: Option<PathBuf>,
+
+    /// Requests in flight at once with --batch
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 4, requires = "batch",
+          value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Batch")]
+    pub jobs: u16,
+
+    /// Append the results to OUT.jsonl instead of stdout; a re-run skips the lines
+    /// already answered there (resume)
+    #[arg(long, value_name = "OUT.jsonl", requires = "batch", help_heading = "Batch",
+          value_hint = clap::ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
 }
 
 /// What `--generate` prints.

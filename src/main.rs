@@ -1,6 +1,7 @@
 //! cs-msg: one message to the claudestore Messages API from the shell.
 //! `main` parses, runs, and maps the outcome to an exit code; nothing else.
 
+mod batch;
 mod cli;
 mod client;
 mod config;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
     // Exiting from the handler thread skips destructors, so no partial file is written.
     let _ = ctrlc::set_handler(|| {
         conversation::remove_pending_files();
+        batch::interrupted();
         output::interrupted();
         std::process::exit(i32::from(ExitKind::Interrupted.code()));
     });

@@ -27,9 +27,13 @@ pub fn run(cli: Cli, explicit: HashSet<String>) -> Result<()> {
     // Before the config: reading it may already warn (a shared key file).
     output::set_quiet(cli.quiet);
     let json_flag = cli.json;
+    let batch = crate::batch::Spec::from_cli(&cli);
     let config = Config::from_cli(cli, explicit, std::io::stdin().is_terminal(), |k| {
         std::env::var(k).ok()
     })?;
+    if let Some(spec) = batch {
+        return crate::batch::run(config, spec);
+    }
 
     if config.task == Task::ListModels {
         let client = client(&config)?;
@@ -189,12 +193,12 @@ fn count_tokens(config: &Config, body: &Value, json_flag: bool) -> Result<()> {
 
 /// Handles a 2xx response: an event stream, or a whole message (also when a gateway
 /// answers a streaming request with plain JSON).
-fn receive(
+pub(crate) fn receive<W: Write>(
     response: Response<Body>,
     info: &CallInfo,
     streaming: bool,
     config: &Config,
-    writer: &mut Writer,
+    writer: &mut Writer<W>,
     first_bytes: &mut dyn FnMut(),
 ) -> Result<Value, AttemptError> {
     let is_json = client::header(response.headers(), "content-type")
