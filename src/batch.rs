@@ -26,6 +26,8 @@ use crate::error::{ExitKind, Failure, one_line, usage};
 use crate::output::{self, Writer};
 use crate::{input, request, run};
 
+pub const DEFAULT_JOBS: u16 = 4;
+
 /// What `--batch`, `-j` and `--output` asked for.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -38,13 +40,21 @@ pub struct Spec {
 }
 
 impl Spec {
-    pub fn from_cli(cli: &Cli) -> Option<Spec> {
-        Some(Spec {
-            input: cli.batch.clone()?,
-            jobs: usize::from(cli.jobs.max(1)),
+    /// `None` without `--batch`. clap's `requires` does not fire when `--batch` would
+    /// conflict with another flag given (`-j 2 PROMPT`), hence the check here.
+    pub fn from_cli(cli: &Cli) -> Result<Option<Spec>> {
+        let Some(input) = cli.batch.clone() else {
+            if cli.jobs.is_some() || cli.output.is_some() {
+                return Err(usage("-j/--jobs and --output go with --batch IN.jsonl"));
+            }
+            return Ok(None);
+        };
+        Ok(Some(Spec {
+            input,
+            jobs: usize::from(cli.jobs.unwrap_or(DEFAULT_JOBS).max(1)),
             output: cli.output.clone(),
             quiet: cli.quiet,
-        })
+        }))
     }
 }
 

@@ -319,10 +319,10 @@ pub struct Cli {
           value_hint = clap::ValueHint::FilePath)]
     pub batch: Option<PathBuf>,
 
-    /// Requests in flight at once with --batch
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 4, requires = "batch",
+    /// Requests in flight at once with --batch [default: 4]
+    #[arg(short = 'j', long, value_name = "N", requires = "batch",
           value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Batch")]
-    pub jobs: u16,
+    pub jobs: Option<u16>,
 
     /// Append the results to OUT.jsonl instead of stdout; a re-run skips the lines
     /// already answered there (resume)

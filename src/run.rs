@@ -27,7 +27,7 @@ pub fn run(cli: Cli, explicit: HashSet<String>) -> Result<()> {
     // Before the config: reading it may already warn (a shared key file).
     output::set_quiet(cli.quiet);
     let json_flag = cli.json;
-    let batch = crate::batch::Spec::from_cli(&cli);
+    let batch = crate::batch::Spec::from_cli(&cli)?;
     let config = Config::from_cli(cli, explicit, std::io::stdin().is_terminal(), |k| {
         std::env::var(k).ok()
     })?;
