@@ -3,6 +3,7 @@
 
 mod common;
 
+mod batch;
 mod errors;
 mod generated;
 mod outputs;

@@ -1,0 +1,723 @@
+//! Batch mode (DESIGN.md §7): order, resume, the shared rate-limit pause, error lines
+//! and exit codes. These tests run a small std-only HTTP server of their own (below):
+//! they need per-request delays, arrival times and connection drops.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+// ---------------------------------------------------------------------------------
+// A loopback server: one thread per connection, keep-alive, a handler per request.
+
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+    delay: Duration,
+    /// Close the connection instead of answering (a network failure).
+    hang_up: bool,
+}
+
+impl Reply {
+    fn message(prompt: &str) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![("content-type", "application/json".into())],
+            body: message_for(prompt).to_string(),
+            delay: Duration::ZERO,
+            hang_up: false,
+        }
+    }
+
+    fn error(status: u16, kind: &str, text: &str) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("request-id", format!("req_{status}")),
+            ],
+            body: json!({"type":"error","error":{"type":kind,"message":text},"request_id":format!("req_{status}")}).to_string(),
+            delay: Duration::ZERO,
+            hang_up: false,
+        }
+    }
+
+    fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+struct Hit {
+    at: Instant,
+    prompt: String,
+    body: Value,
+}
+
+type Handler = dyn Fn(&str, usize) -> Reply + Send + Sync;
+
+struct TestServer {
+    url: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    stop: Arc<AtomicBool>,
+    addr: std::net::SocketAddr,
+}
+
+impl TestServer {
+    /// `handler(prompt, n)` answers the `n`th request (from 0), whose last text is `prompt`.
+    fn start(handler: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let (h, handler) = (Arc::clone(&h), Arc::clone(&handler));
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &h, &*handler);
+                });
+            }
+        });
+        TestServer {
+            url: format!("http://{addr}"),
+            hits,
+            stop,
+            addr,
+        }
+    }
+
+    fn hits(&self) -> std::sync::MutexGuard<'_, Vec<Hit>> {
+        self.hits.lock().unwrap()
+    }
+
+    fn prompts(&self) -> Vec<String> {
+        let mut p: Vec<String> = self.hits().iter().map(|h| h.prompt.clone()).collect();
+        p.sort();
+        p
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accept loop
+    }
+}
+
+fn serve(stream: TcpStream, hits: &Mutex<Vec<Hit>>, handler: &Handler) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let mut length = 0;
+        let mut started = false;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end();
+            if line.is_empty() && started {
+                break;
+            }
+            started = started || !line.is_empty();
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        let prompt = last_text(&body);
+        let n = {
+            let mut hits = hits.lock().unwrap();
+            hits.push(Hit {
+                at: Instant::now(),
+                prompt: prompt.clone(),
+                body,
+            });
+            hits.len() - 1
+        };
+        let reply = handler(&prompt, n);
+        std::thread::sleep(reply.delay);
+        if reply.hang_up {
+            return Ok(());
+        }
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
+            reply.status,
+            reply.body.len()
+        );
+        for (k, v) in &reply.headers {
+            head += &format!("{k}: {v}\r\n");
+        }
+        writer.write_all(format!("{head}\r\n{}", reply.body).as_bytes())?;
+        writer.flush()?;
+    }
+}
+
+fn last_text(body: &Value) -> String {
+    let content = &body["messages"].as_array().unwrap().last().unwrap()["content"];
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks.last().unwrap()["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        _ => panic!("bad content"),
+    }
+}
+
+/// The message the server answers `prompt` with.
+fn message_for(prompt: &str) -> Value {
+    json!({"id":format!("msg_{}", prompt.len()),"type":"message","role":"assistant","model":"m",
+           "content":[{"type":"text","text":format!("echo: {prompt}")}],
+           "stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":2}})
+}
+
+fn ok_line(id: Value, index: u64, prompt: &str) -> String {
+    json!({"id": id, "index": index, "message": message_for(prompt)}).to_string()
+}
+
+fn err_line(id: Value, index: u64, kind: &str, message: &str) -> String {
+    json!({"id":id,"index":index,"error":{"type":kind,"message":message,"status":null,"request_id":null}})
+        .to_string()
+}
+
+fn batch_cmd(server: &TestServer, input: &Path) -> assert_cmd::Command {
+    let mut c = cmd();
+    c.env("CS_MSG_API_KEY", KEY)
+        .arg("--base-url")
+        .arg(&server.url)
+        .arg("--batch")
+        .arg(input);
+    c
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn results_keep_input_order_under_random_delays() {
+    let server = TestServer::start(|prompt, _| {
+        // A pseudo-random 0–39 ms per prompt, so later lines often finish first.
+        let hash = prompt
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        Reply::message(prompt).after(Duration::from_millis(hash % 40))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let prompts: Vec<String> = (0..40).map(|i| format!("prompt number {i}")).collect();
+    let mut input = String::new();
+    for (i, p) in prompts.iter().enumerate() {
+        if i % 7 == 3 {
+            input += "\n  \n"; // blank lines do not count
+        }
+        input += &format!("{}\n", json!({"id": format!("p{i}"), "prompt": p}));
+    }
+    let path = write(dir.path(), "in.jsonl", &input);
+    let mut c = batch_cmd(&server, &path);
+    c.args(["-j", "8"]);
+    let assert = run(c).code(0).stderr("cs-msg: 40 ok, 0 failed\n");
+    let expected: String = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ok_line(json!(format!("p{i}")), i as u64, p) + "\n")
+        .collect();
+    assert_eq!(stdout_of(&assert), expected);
+    assert_eq!(server.hits().len(), 40);
+}
+
+#[test]
+fn bad_lines_become_error_lines_and_the_batch_goes_on() {
+    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "in.jsonl",
+        concat!(
+            "\"first\"\n",
+            "{not json\n",
+            "{\"id\":7,\"prompt\":\"  \"}\n",
+            "42\n",
+            "{\"id\":\"u\",\"promt\":\"typo\"}\n",
+            "{\"id\":\"m\",\"model\":\"\",\"prompt\":\"x\"}\n",
+            "{\"id\":[1],\"prompt\":\"x\"}\n",
+            "{\"id\":\"n\"}\n",
+            "\"last\"\n",
+        ),
+    );
+    let assert = run(batch_cmd(&server, &path))
+        .code(2)
+        .stderr("cs-msg: 2 ok, 7 failed\n");
+    let allowed = "id, prompt, messages, system, model, max_tokens, temperature, top_p, top_k, stop_sequences, metadata";
+    let expected = [
+        ok_line(Value::Null, 0, "first"),
+        err_line(
+            Value::Null,
+            1,
+            "invalid_input",
+            "line 2: invalid JSON: key must be a string at column 2",
+        ),
+        err_line(json!(7), 2, "invalid_input", "line 3: empty prompt"),
+        err_line(
+            Value::Null,
+            3,
+            "invalid_input",
+            "line 4: expected a JSON string (the prompt) or an object, found a number",
+        ),
+        err_line(
+            json!("u"),
+            4,
+            "invalid_input",
+            &format!("line 5: unknown field \"promt\" (a line may have: {allowed})"),
+        ),
+        err_line(
+            json!("m"),
+            5,
+            "invalid_input",
+            "line 6: \"model\" must be a non-empty string",
+        ),
+        err_line(
+            Value::Null,
+            6,
+            "invalid_input",
+            "line 7: \"id\" must be a string or a number, not an array",
+        ),
+        err_line(
+            json!("n"),
+            7,
+            "invalid_input",
+            "line 8: nothing to send: the line has no \"prompt\" and no \"messages\"",
+        ),
+        ok_line(Value::Null, 8, "last"),
+    ]
+    .join("\n")
+        + "\n";
+    assert_eq!(stdout_of(&assert), expected);
+    assert_eq!(server.prompts(), ["first", "last"]);
+}
+
+#[test]
+fn lines_override_flags_and_files_are_prepended() {
+    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let dir = tempfile::tempdir().unwrap();
+    let notes = write(dir.path(), "notes.md", "shared context\n");
+    let path = write(
+        dir.path(),
+        "in.jsonl",
+        concat!(
+            "\"plain\"\n",
+            "{\"prompt\":\"custom\",\"model\":\"m2\",\"max_tokens\":9,\"system\":null,",
+            "\"temperature\":0.2,\"stop_sequences\":[\"END\"],\"metadata\":{\"user_id\":\"u\"}}\n",
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"}],\"prompt\":\"more\"}\n",
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"only history\"}]}\n",
+        ),
+    );
+    let mut c = batch_cmd(&server, &path);
+    c.args(["-s", "be brief", "-m", "m1", "--no-stream", "-f"])
+        .arg(&notes);
+    run(c).code(0);
+    let file_block = json!({"type":"text","text":format!("<file path=\"{}\">\nshared context\n</file>", notes.display())});
+    let mut bodies: Vec<(String, Value)> = server
+        .hits()
+        .iter()
+        .map(|h| (h.prompt.clone(), h.body.clone()))
+        .collect();
+    bodies.sort_by(|a, b| a.0.cmp(&b.0));
+    let body = |p: &str| bodies.iter().find(|(q, _)| q == p).unwrap().1.clone();
+    assert_eq!(
+        body("plain"),
+        json!({"model":"m1","max_tokens":4096,"system":"be brief","messages":[{"role":"user","content":[
+            file_block, {"type":"text","text":"plain"}]}]})
+    );
+    assert_eq!(
+        body("custom"),
+        json!({"model":"m2","max_tokens":9,"messages":[{"role":"user","content":[
+            file_block, {"type":"text","text":"custom"}]}],
+            "temperature":0.2,"stop_sequences":["END"],"metadata":{"user_id":"u"}})
+    );
+    assert_eq!(
+        body("more")["messages"],
+        json!([{"role":"user","content":"hi"},{"role":"assistant","content":"hello"},
+               {"role":"user","content":[file_block, {"type":"text","text":"more"}]}])
+    );
+    // A line with only history is sent as given: the files go with a prompt.
+    assert_eq!(
+        body("only history")["messages"],
+        json!([{"role":"user","content":"only history"}])
+    );
+}
+
+#[test]
+fn input_from_stdin_and_api_errors_in_lines() {
+    let server = TestServer::start(|prompt, _| match prompt {
+        "too long" => Reply::error(400, "invalid_request_error", "prompt is too long"),
+        _ => Reply::message(prompt),
+    });
+    let mut c = cmd();
+    c.env("CS_MSG_API_KEY", KEY)
+        .args(["--base-url", &server.url, "--batch", "-"])
+        .write_stdin("\"a\"\n{\"id\":\"x\",\"prompt\":\"too long\"}\n\"b\"");
+    let assert = run(c).code(1).stderr("cs-msg: 2 ok, 1 failed\n");
+    let expected = [
+        ok_line(Value::Null, 0, "a"),
+        json!({"id":"x","index":1,"error":{"type":"invalid_request_error","message":"prompt is too long","status":400,"request_id":"req_400"}}).to_string(),
+        ok_line(Value::Null, 2, "b"),
+    ]
+    .join("\n")
+        + "\n";
+    assert_eq!(stdout_of(&assert), expected);
+}
+
+#[test]
+fn exit_code_is_the_first_of_3_5_4_1_2_that_occurred() {
+    let server = TestServer::start(|prompt, _| match prompt {
+        "400" => Reply::error(400, "invalid_request_error", "bad"),
+        "429" => Reply::error(429, "rate_limit_error", "slow down"),
+        "drop" => Reply {
+            hang_up: true,
+            ..Reply::message(prompt)
+        },
+        _ => Reply::message(prompt),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for (input, code) in [
+        ("\"ok\"\n", 0),
+        ("\"ok\"\n\"\"\n", 2),
+        ("\"\"\n\"400\"\n", 1),
+        ("\"400\"\n\"429\"\n\"\"\n", 4),
+        ("\"429\"\n\"drop\"\n\"400\"\n", 5),
+    ] {
+        let path = write(dir.path(), "in.jsonl", input);
+        let mut c = batch_cmd(&server, &path);
+        c.args(["--max-retries", "0"]);
+        run(c).code(code);
+    }
+}
+
+#[test]
+fn an_authentication_failure_stops_sending_and_exits_3() {
+    let server = TestServer::start(|prompt, _| match prompt {
+        "a" => Reply::error(401, "authentication_error", "invalid x-api-key"),
+        _ => Reply::message(prompt),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "in.jsonl", "\"a\"\n\"b\"\n\"\"\n\"c\"\n");
+    let mut c = batch_cmd(&server, &path);
+    c.args(["-j", "1"]);
+    let assert = run(c).code(3).stderr("cs-msg: 0 ok, 4 failed\n");
+    let not_sent = "not sent: an earlier request failed authentication (HTTP 401 authentication_error: invalid x-api-key (request-id req_401))";
+    let expected = [
+        json!({"id":null,"index":0,"error":{"type":"authentication_error","message":"invalid x-api-key","status":401,"request_id":"req_401"}}).to_string(),
+        err_line(Value::Null, 1, "authentication_error", not_sent),
+        err_line(Value::Null, 2, "invalid_input", "line 3: empty prompt"),
+        err_line(Value::Null, 3, "authentication_error", not_sent),
+    ]
+    .join("\n")
+        + "\n";
+    assert_eq!(stdout_of(&assert), expected);
+    assert_eq!(server.prompts(), ["a"]);
+}
+
+#[test]
+fn a_rate_limit_pauses_every_worker() {
+    const PAUSE: Duration = Duration::from_millis(600);
+    let server = TestServer::start(|prompt, n| {
+        if n == 0 {
+            let mut r = Reply::error(429, "rate_limit_error", "slow down");
+            r.headers
+                .push(("retry-after-ms", PAUSE.as_millis().to_string()));
+            r
+        } else {
+            Reply::message(prompt).after(Duration::from_millis(30))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..12).map(|i| format!("\"p{i}\"\n")).collect();
+    let path = write(dir.path(), "in.jsonl", &input);
+    let mut c = batch_cmd(&server, &path);
+    c.args(["-j", "4"]);
+    run(c).code(0).stderr("cs-msg: 12 ok, 0 failed\n");
+    let hits = server.hits();
+    assert_eq!(hits.len(), 13, "12 lines and one retry");
+    let limited = hits[0].at;
+    // Requests already on their way when the 429 came may land just after it; after
+    // that, nothing until the pause is over: the other workers waited too.
+    let during: Vec<u128> = hits
+        .iter()
+        .map(|h| h.at.saturating_duration_since(limited).as_millis())
+        .filter(|&ms| ms > 150 && ms < PAUSE.as_millis() - 50)
+        .collect();
+    assert!(
+        during.is_empty(),
+        "requests during the pause at {during:?} ms"
+    );
+    let after = hits
+        .iter()
+        .filter(|h| h.at.saturating_duration_since(limited) >= PAUSE - Duration::from_millis(50))
+        .count();
+    assert!(after >= 8, "only {after} requests after the pause");
+}
+
+#[test]
+fn resume_skips_answered_lines_and_repairs_the_file() {
+    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "in.jsonl",
+        concat!(
+            "{\"id\":\"a\",\"prompt\":\"pa\"}\n",
+            "{\"id\":\"b\",\"prompt\":\"pb\"}\n",
+            "\"pc\"\n",
+            "\n",
+            "{\"id\":\"d\",\"prompt\":\"pd\"}\n",
+            "{\"id\":\"e\",\"prompt\":\"pe\"}\n",
+        ),
+    );
+    // An earlier run that was killed: a, c answered; b failed; d torn mid-line.
+    let kept = [ok_line(json!("a"), 0, "pa"), ok_line(Value::Null, 2, "pc")];
+    let earlier = format!(
+        "{}\n{}\n{}\n{}",
+        kept[0],
+        err_line(json!("b"), 1, "network_error", "could not connect"),
+        kept[1],
+        &ok_line(json!("d"), 3, "pd")[..30],
+    );
+    let out = write(dir.path(), "out.jsonl", &earlier);
+    let mut c = batch_cmd(&server, &input);
+    c.arg("--output").arg(&out);
+    run(c).code(0).stdout("").stderr(format!(
+        "cs-msg: 5 ok, 0 failed (2 answered by an earlier run in {})\n",
+        out.display()
+    ));
+    assert_eq!(server.prompts(), ["pb", "pd", "pe"]);
+    let expected = [
+        kept[0].clone(),
+        kept[1].clone(),
+        ok_line(json!("b"), 1, "pb"),
+        ok_line(json!("d"), 3, "pd"),
+        ok_line(json!("e"), 4, "pe"),
+    ]
+    .join("\n")
+        + "\n";
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+
+    // Everything answered: a third run sends nothing and changes nothing.
+    let mut c = batch_cmd(&server, &input);
+    c.arg("--output").arg(&out);
+    run(c).code(0);
+    assert_eq!(server.hits().len(), 3);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+}
+
+#[test]
+fn resume_refuses_an_output_from_another_input() {
+    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.jsonl", "{\"id\":\"x\",\"prompt\":\"p\"}\n");
+    let out = write(
+        dir.path(),
+        "out.jsonl",
+        &(ok_line(json!("y"), 0, "p") + "\n"),
+    );
+    let mut c = batch_cmd(&server, &input);
+    c.arg("--output").arg(&out);
+    run(c).code(2).stdout("").stderr(predicate::str::contains(
+        "--output already has a result for index 0 with id \"y\", but line 1 of",
+    ));
+
+    let notes = write(dir.path(), "notes.txt", "hello\n");
+    let mut c = batch_cmd(&server, &input);
+    c.arg("--output").arg(&notes);
+    run(c).code(2).stderr(format!(
+        "cs-msg: --output {}: line 1 is not a cs-msg batch result; refusing to append to this file\n",
+        notes.display()
+    ));
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "hello\n");
+
+    let mut c = batch_cmd(&server, &input);
+    c.arg("--output").arg(&input);
+    run(c)
+        .code(2)
+        .stderr(predicate::str::contains("is the --batch input"));
+    assert!(server.hits().is_empty());
+}
+
+/// The binary, run directly so that the test can kill it or interrupt it.
+fn spawn(server: &TestServer, input: &Path, out: &Path) -> std::process::Child {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cs-msg"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CS_MSG_") {
+            c.env_remove(key);
+        }
+    }
+    c.env("CS_MSG_API_KEY", KEY)
+        .env("NO_PROXY", "*")
+        .args(["--base-url", &server.url, "-j", "4", "--batch"])
+        .arg(input)
+        .arg("--output")
+        .arg(out)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn indices(out: &Path) -> Vec<u64> {
+    let text = std::fs::read_to_string(out).unwrap();
+    let mut v: Vec<u64> = lines(&text)
+        .iter()
+        .map(|l| l["index"].as_u64().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_killed_run_resumes_without_duplicates_or_gaps() {
+    let server =
+        TestServer::start(|prompt, _| Reply::message(prompt).after(Duration::from_millis(40)));
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..60)
+        .map(|i| format!("{{\"id\":{i},\"prompt\":\"p{i}\"}}\n"))
+        .collect();
+    let input = write(dir.path(), "in.jsonl", &input);
+    let out = dir.path().join("out.jsonl");
+    let mut child = spawn(&server, &input, &out);
+    wait_until("a dozen results", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 12)
+    });
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    // Requests sent just before the kill reach the server's log a moment later.
+    std::thread::sleep(Duration::from_millis(200));
+    let answered = indices(&out).len();
+    assert!(answered < 60, "the run finished before it was killed");
+    let sent_before = server.hits().len();
+
+    let mut c = batch_cmd(&server, &input);
+    c.arg("--output").arg(&out);
+    run(c).code(0);
+    assert_eq!(indices(&out), (0..60).collect::<Vec<u64>>());
+    assert_eq!(server.hits().len() - sent_before, 60 - answered);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_keeps_finished_results_that_wait_behind_a_slow_line() {
+    let slow = Arc::new(AtomicBool::new(true));
+    let s = Arc::clone(&slow);
+    let server = TestServer::start(move |prompt, _| {
+        let delay = if prompt == "slow" && s.load(Ordering::SeqCst) {
+            10_000
+        } else {
+            0
+        };
+        Reply::message(prompt).after(Duration::from_millis(delay))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.jsonl", "\"slow\"\n\"a\"\n\"b\"\n\"c\"\n");
+    let out = dir.path().join("out.jsonl");
+    let mut child = spawn(&server, &input, &out);
+    wait_until("four requests", || server.hits().len() == 4);
+    std::thread::sleep(Duration::from_millis(300)); // a, b and c are answered by now
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "",
+        "nothing in order yet"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(indices(&out), [1, 2, 3]);
+
+    slow.store(false, Ordering::SeqCst);
+    let mut c = batch_cmd(&server, &input);
+    c.arg("--output").arg(&out);
+    run(c).code(0);
+    assert_eq!(indices(&out), [0, 1, 2, 3]);
+    assert_eq!(server.prompts(), ["a", "b", "c", "slow", "slow"]);
+}
+
+#[test]
+fn usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.jsonl", "\"a\"\n");
+    let missing = dir.path().join("missing.jsonl");
+    let mut c = cmd();
+    c.env("CS_MSG_API_KEY", KEY).arg("--batch").arg(&missing);
+    run(c).code(2).stderr(format!(
+        "cs-msg: --batch {}: no such file\n",
+        missing.display()
+    ));
+
+    let mut c = cmd();
+    c.args(["--batch", "-", "-f", "-"])
+        .env("CS_MSG_API_KEY", KEY);
+    run(c)
+        .code(2)
+        .stderr(predicate::str::contains("both read stdin"));
+
+    for args in [
+        vec!["-j", "2", "q"],
+        vec!["--output", "o.jsonl", "q"],
+        vec!["--batch", "in.jsonl", "q"],
+        vec!["--batch", "in.jsonl", "--events"],
+        vec!["--batch", "in.jsonl", "-j", "0"],
+    ] {
+        let mut c = cmd();
+        c.args(&args);
+        run(c).code(2).stdout("");
+    }
+
+    // No key: exit 3 before anything is read.
+    let mut c = cmd();
+    c.arg("--batch").arg(&input);
+    run(c)
+        .code(3)
+        .stdout("")
+        .stderr(predicate::str::contains("no API key"));
+}
