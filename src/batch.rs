@@ -908,6 +908,7 @@ fn prepare_output(path: &Path) -> Result<(File, HashMap<u64, Value>)> {
     Ok((file, answered))
 }
 
+#[derive(Debug)]
 struct Scan {
     /// Lines to drop: error lines, blank lines.
     dropped: u64,
@@ -1112,5 +1113,215 @@ fn human_duration(secs: f64) -> String {
         format!("{}m{:02}s", s / 60, s % 60)
     } else {
         format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn template(args: &[&str]) -> Template {
+        let mut argv = vec!["cs-msg", "--batch", "in.jsonl", "--no-stream"];
+        argv.extend_from_slice(args);
+        let config = Config::from_cli(Cli::try_parse_from(argv).unwrap(), true, |_| None).unwrap();
+        Template {
+            config,
+            files: vec![json!({"type":"text","text":"FILE"})],
+        }
+    }
+
+    fn body(line: &str, t: &Template) -> Result<Value, String> {
+        let line = parse_line(line.as_bytes())?;
+        request_body(&line, t).map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn lines_parse_as_strings_or_objects() {
+        assert_eq!(parse_line(b"\"hi\"\r\n"), Ok(json!("hi")));
+        assert_eq!(
+            parse_line(b"[1]\n"),
+            Err("expected a JSON string (the prompt) or an object, found an array".into())
+        );
+        assert_eq!(
+            parse_line(b"{\"a\":}\n"),
+            Err("invalid JSON: expected value at column 6".into())
+        );
+        assert!(parse_line(b"\"caf\xe9\"").unwrap_err().contains("UTF-8"));
+        assert_eq!(line_id(&json!({"id": 3})), Ok(json!(3)));
+        assert_eq!(line_id(&json!("prompt")), Ok(Value::Null));
+        assert!(line_id(&json!({"id": true})).is_err());
+    }
+
+    #[test]
+    fn a_line_overrides_the_flags() {
+        let t = template(&["-m", "m1", "-s", "sys", "-t", "0.5"]);
+        assert_eq!(
+            body("\"hi\"", &t).unwrap(),
+            json!({"model":"m1","max_tokens":4096,"system":"sys",
+                   "messages":[{"role":"user","content":[{"type":"text","text":"FILE"},{"type":"text","text":"hi"}]}],
+                   "temperature":0.5})
+        );
+        let b = body(
+            r#"{"prompt":"x","model":"m2","system":[{"type":"text","text":"s"}],"temperature":null,"top_k":5}"#,
+            &t,
+        )
+        .unwrap();
+        assert_eq!(b["model"], "m2");
+        assert_eq!(b["system"], json!([{"type":"text","text":"s"}]));
+        assert_eq!(b.get("temperature"), None);
+        assert_eq!(b["top_k"], 5);
+    }
+
+    #[test]
+    fn bad_lines_say_what_is_wrong() {
+        let t = template(&[]);
+        for (line, error) in [
+            (r#"{"prompt":" \n"}"#, "empty prompt"),
+            (
+                r#"{"prompt":5}"#,
+                "\"prompt\" must be a string, not a number",
+            ),
+            (
+                r#"{"id":1}"#,
+                "nothing to send: the line has no \"prompt\" and no \"messages\"",
+            ),
+            (
+                r#"{"messages":[]}"#,
+                "nothing to send: the line has no \"prompt\" and no \"messages\"",
+            ),
+            (
+                r#"{"messages":{}}"#,
+                "\"messages\" must be an array of messages, not an object",
+            ),
+            (
+                r#"{"messages":[{"role":"bot","content":"x"}]}"#,
+                "messages[0] needs a \"role\" of \"user\" or \"assistant\"",
+            ),
+            (
+                r#"{"messages":[{"role":"user"}]}"#,
+                "messages[0] needs a \"content\" string or array",
+            ),
+            (
+                r#"{"prompt":"x","max_tokens":-1}"#,
+                "\"max_tokens\" must be a non-negative integer",
+            ),
+            (
+                r#"{"prompt":"x","model":null}"#,
+                "\"model\" must be a non-empty string",
+            ),
+            (
+                r#"{"prompt":"x","top_p":1.5}"#,
+                "\"top_p\" must be a number from 0.0 to 1.0",
+            ),
+            (
+                r#"{"prompt":"x","stop_sequences":[1]}"#,
+                "\"stop_sequences\" must be an array of strings",
+            ),
+            (
+                r#"{"prompt":"x","metadata":"u"}"#,
+                "\"metadata\" must be an object",
+            ),
+        ] {
+            assert_eq!(body(line, &t), Err(error.to_owned()), "{line}");
+        }
+    }
+
+    #[test]
+    fn error_lines_have_a_fixed_shape() {
+        let f = Failure::new(ExitKind::Network, "could not connect");
+        let (line, kind) = error_line(&json!("x"), 4, &f);
+        assert_eq!(kind, ExitKind::Network);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"id\":\"x\",\"index\":4,\"error\":{\"type\":\"network_error\",\"message\":\"could not connect\",\"status\":null,\"request_id\":null}}\n"
+        );
+        let api = crate::error::ApiError::from_body(
+            Some(529),
+            br#"{"error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            Some("req_9".into()),
+        );
+        let (line, kind) = error_line(
+            &Value::Null,
+            0,
+            &api.into_failure().with_suffix(" (after 2 retries)"),
+        );
+        assert_eq!(kind, ExitKind::RateLimited);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"id\":null,\"index\":0,\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\",\"status\":529,\"request_id\":\"req_9\"}}\n"
+        );
+    }
+
+    #[test]
+    fn scanning_an_output_file() {
+        let text = concat!(
+            "{\"id\":\"a\",\"index\":0,\"message\":{}}\n",
+            "{\"id\":null,\"index\":1,\"error\":{}}\n",
+            "\n",
+            "{\"id\":null,\"index\":2,\"object\":{}}\n",
+            "{\"id\":\"d\",\"ind",
+        );
+        let mut answered = HashMap::new();
+        let scan = scan_output(text.as_bytes(), Path::new("o"), &mut answered).unwrap();
+        assert_eq!(answered.len(), 2);
+        assert_eq!(answered[&0], json!("a"));
+        assert_eq!(answered[&2], Value::Null);
+        assert_eq!(scan.dropped, 2);
+        assert_eq!(scan.torn_at, Some(text.rfind('{').unwrap() as u64));
+        let e = scan_output(
+            &b"{\"index\":0}\nhello\n"[..],
+            Path::new("o"),
+            &mut answered,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--output o: line 2 is not a cs-msg batch result; refusing to append to this file"
+        );
+    }
+
+    #[test]
+    fn the_window_holds_the_reader_back() {
+        let window = Arc::new(Window::new(2));
+        assert!(window.admit(0) && window.admit(1));
+        let w = Arc::clone(&window);
+        let reader = std::thread::spawn(move || w.admit(2));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!reader.is_finished());
+        window.advance(1);
+        assert!(reader.join().unwrap());
+        let w = Arc::clone(&window);
+        let reader = std::thread::spawn(move || w.admit(10));
+        window.stop();
+        assert!(!reader.join().unwrap());
+    }
+
+    #[test]
+    fn progress_line_and_summary_exit_codes() {
+        let stats = Stats {
+            ok: 90,
+            failed: 3,
+            skipped: 7,
+            kinds_seen: vec![ExitKind::Usage, ExitKind::Network],
+        };
+        assert_eq!(
+            progress_line(&stats, Some(200), 7, Duration::from_secs(10)),
+            "100/200 done, 3 failed, 9.3/s, ETA 11 s"
+        );
+        assert_eq!(
+            progress_line(&stats, None, 0, Duration::from_secs(10)),
+            "100 done, 3 failed, 10.0/s"
+        );
+        assert_eq!(human_duration(3725.0), "1h02m");
+        assert_eq!(human_duration(75.0), "1m15s");
+        let config = template(&[]).config;
+        let e = finish(&stats, &config, Some(Path::new("o.jsonl"))).unwrap_err();
+        let f = e.downcast_ref::<Failure>().unwrap();
+        assert_eq!(f.kind, ExitKind::Network);
+        assert_eq!(
+            f.message,
+            "97 ok, 3 failed (7 answered by an earlier run in o.jsonl)"
+        );
     }
 }

@@ -721,3 +721,42 @@ fn usage_errors() {
         .stdout("")
         .stderr(predicate::str::contains("no API key"));
 }
+
+#[test]
+fn strict_turns_incomplete_answers_into_error_lines() {
+    let server = TestServer::start(|prompt, _| {
+        let mut message = message_for(prompt);
+        if prompt == "cut" {
+            message["stop_reason"] = json!("max_tokens");
+        }
+        Reply {
+            body: message.to_string(),
+            ..Reply::message(prompt)
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "in.jsonl", "\"ok\"\n\"cut\"\n");
+    // Without --strict the message says how it stopped; no warning per line.
+    let assert = run(batch_cmd(&server, &path))
+        .code(0)
+        .stderr("cs-msg: 2 ok, 0 failed\n");
+    assert_eq!(
+        lines(&stdout_of(&assert))[1]["message"]["stop_reason"],
+        "max_tokens"
+    );
+    let mut c = batch_cmd(&server, &path);
+    c.arg("--strict");
+    let assert = run(c).code(6).stderr("cs-msg: 1 ok, 1 failed\n");
+    assert_eq!(
+        stdout_of(&assert),
+        ok_line(Value::Null, 0, "ok")
+            + "\n"
+            + &err_line(
+                Value::Null,
+                1,
+                "incomplete_answer",
+                "the answer is incomplete: stop_reason max_tokens (--strict)"
+            )
+            + "\n"
+    );
+}
