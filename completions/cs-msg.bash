@@ -23,7 +23,7 @@ _cs__msg() {
 
     case "${cmd}" in
         cs__msg)
-            opts="-f -s -c -m -t -v -q -h -V --file --no-stdin --system --system-file --messages --conversation --request --model --max-tokens --temperature --top-p --top-k --stop --metadata-user-id --beta --tools --tool-choice --schema --thinking --effort --json --events --stream --no-stream --count-tokens --list-models --dry-run --show-thinking --usage --strict --verbose --quiet --base-url --api-key-file --max-retries --generate --connect-timeout --idle-timeout --timeout --help --version"
+            opts="-f -s -c -m -t -v -q -j -h -V --file --no-stdin --system --system-file --messages --conversation --request --model --max-tokens --temperature --top-p --top-k --stop --metadata-user-id --beta --tools --tool-choice --schema --thinking --effort --json --events --stream --no-stream --count-tokens --list-models --dry-run --show-thinking --usage --strict --verbose --quiet --base-url --api-key-file --max-retries --generate --connect-timeout --idle-timeout --timeout --batch --jobs --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -250,6 +250,44 @@ _cs__msg() {
                     ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 *)

@@ -32,6 +32,9 @@ man\t''"
 complete -c cs-msg -l connect-timeout -d 'Seconds allowed to establish a connection' -r
 complete -c cs-msg -l idle-timeout -d 'Seconds of silence allowed while a stream is expected' -r
 complete -c cs-msg -l timeout -d 'Wall-clock limit in seconds for the whole call, retries included [default: 600 with --no-stream, none when streaming]' -r
+complete -c cs-msg -l batch -d 'Answer every line of a JSONL file in parallel (`-` = stdin)' -r -F
+complete -c cs-msg -s j -l jobs -d 'Requests in flight at once with --batch [default: 4]' -r
+complete -c cs-msg -l output -d 'Append the results to OUT.jsonl instead of stdout; a re-run skips the lines already answered there (resume)' -r -F
 complete -c cs-msg -l no-stdin -d 'Do not read piped stdin'
 complete -c cs-msg -l json -d 'Print the whole message object as one line of JSON'
 complete -c cs-msg -l events -d 'Print every server-sent event\'s data as one JSON line, as it arrives'

@@ -24,7 +24,7 @@ use crate::client::{Client, RateGate};
 use crate::config::{Config, InputSpec, OutputMode, io_reason};
 use crate::error::{ExitKind, Failure, one_line, usage};
 use crate::output::{self, Writer};
-use crate::{input, request, run};
+use crate::{conversation, input, request, run};
 
 pub const DEFAULT_JOBS: u16 = 4;
 
@@ -91,16 +91,26 @@ struct Template {
     config: Config,
     /// `-f` files, read once, prepended to each line's prompt turn.
     files: Vec<Value>,
+    /// `--messages`: turns sent before each line's own.
+    prior: Vec<Value>,
 }
 
 pub fn run(config: Config, spec: Spec) -> Result<()> {
     let key = config.require_key()?.clone();
     let input_is_stdin = spec.input.as_os_str() == "-";
-    if input_is_stdin && config.input.files.iter().any(|f| f.as_os_str() == "-") {
+    let dash = |p: &Path| p.as_os_str() == "-";
+    let stdin_readers = usize::from(input_is_stdin)
+        + config.input.files.iter().filter(|f| dash(f)).count()
+        + usize::from(config.messages_file.as_deref().is_some_and(dash));
+    if stdin_readers > 1 {
         return Err(usage(
-            "--batch - and -f - both read stdin; it can be read only once",
+            "stdin can be read only once: give `-` to one of --batch, -f and --messages",
         ));
     }
+    let prior = match &config.messages_file {
+        Some(path) => conversation::read_messages(path, "--messages")?,
+        None => Vec::new(),
+    };
     // Piped stdin is not read into each line (it is the input with `--batch -`, and a
     // CI job's stray open stdin must not hang the batch).
     let files = input::user_blocks(
@@ -145,7 +155,11 @@ pub fn run(config: Config, spec: Spec) -> Result<()> {
     let client = Client::shared(&config.network, key, config.verbose, spec.jobs, gate);
     let shared = Arc::new(Shared {
         client,
-        template: Template { config, files },
+        template: Template {
+            config,
+            files,
+            prior,
+        },
         window: Window::new(spec.jobs as u64 * 4),
         auth_failure: OnceLock::new(),
     });
@@ -541,10 +555,8 @@ fn answer(shared: &Shared, job: &Job) -> Outcome {
     }
 }
 
-/// What a successful line carries next to `id` and `index`: the message. This is the
-/// place for `--schema`: validate the forced tool's input here and return
-/// `("object", input)` instead, or a `Failure` of kind `Unusable` when it does not
-/// validate.
+/// What a successful line carries next to `id` and `index`: the message, or with
+/// `--schema` the validated object (exit 6 class when it does not validate).
 fn payload(config: &Config, message: Value) -> Result<(&'static str, Value), Failure> {
     if config.strict {
         let stop = message.get("stop_reason").and_then(Value::as_str);
@@ -557,6 +569,10 @@ fn payload(config: &Config, message: Value) -> Result<(&'static str, Value), Fai
                 format!("the answer is incomplete: stop_reason {stop} (--strict)"),
             ));
         }
+    }
+    if let Some(schema) = &config.schema {
+        let object = schema.extract(&message).map_err(|e| as_failure(&e))?;
+        return Ok(("object", object));
     }
     Ok(("message", message))
 }
@@ -609,19 +625,12 @@ fn request_body(line: &Value, template: &Template) -> Result<Vec<u8>, String> {
         return Err("empty prompt".into());
     }
     let history = match fields.get("messages") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(messages)) => {
-            check_messages(messages)?;
-            Some(messages)
-        }
-        Some(other) => {
-            return Err(format!(
-                "\"messages\" must be an array of messages, not {}",
-                json_type(other)
-            ));
+        None | Some(Value::Null) => Vec::new(),
+        Some(messages) => {
+            conversation::check_messages(messages.clone(), "messages").map_err(|e| e.to_string())?
         }
     };
-    if prompt.is_none() && history.is_none_or(|h| h.is_empty()) {
+    if prompt.is_none() && history.is_empty() {
         return Err("nothing to send: the line has no \"prompt\" and no \"messages\"".into());
     }
 
@@ -631,25 +640,18 @@ fn request_body(line: &Value, template: &Template) -> Result<Vec<u8>, String> {
         turn.extend(template.files.iter().cloned());
         turn.push(json!({"type": "text", "text": prompt}));
     }
+    let mut prior = template.prior.clone();
+    prior.extend(history);
     let sources = request::Sources {
         base: None,
         explicit: &|_| false,
-        prior: Vec::new(),
+        prior,
         stream: Some(config.stream),
     };
     let mut body = request::build(&config.generation, turn, sources);
     let Some(map) = body.as_object_mut() else {
         return Err("internal error: the request is not an object".into());
     };
-    if let Some(history) = history {
-        let mut messages = history.clone();
-        if prompt.is_some()
-            && let Some(Value::Array(built)) = map.get_mut("messages")
-        {
-            messages.append(built);
-        }
-        map.insert("messages".into(), Value::Array(messages));
-    }
     for (key, value) in fields {
         if matches!(key.as_str(), "id" | "prompt" | "messages") {
             continue;
@@ -662,25 +664,6 @@ fn request_body(line: &Value, template: &Template) -> Result<Vec<u8>, String> {
         }
     }
     request::to_bytes(&body).map_err(|e| e.to_string())
-}
-
-/// Messages given by a line: objects with a `role` and a `content`.
-fn check_messages(messages: &[Value]) -> Result<(), String> {
-    for (i, m) in messages.iter().enumerate() {
-        let role = m.get("role").and_then(Value::as_str);
-        if !matches!(role, Some("user" | "assistant")) {
-            return Err(format!(
-                "messages[{i}] needs a \"role\" of \"user\" or \"assistant\""
-            ));
-        }
-        if !m
-            .get("content")
-            .is_some_and(|c| c.is_string() || c.is_array())
-        {
-            return Err(format!("messages[{i}] needs a \"content\" string or array"));
-        }
-    }
-    Ok(())
 }
 
 /// The types the API takes for the fields a line may override (API.md §1.2). `null`
@@ -749,7 +732,7 @@ fn default_type(kind: ExitKind) -> &'static str {
         ExitKind::Auth => "authentication_error",
         ExitKind::RateLimited => "rate_limit_error",
         ExitKind::Network => "network_error",
-        ExitKind::Unusable => "incomplete_answer",
+        ExitKind::Unusable => "unusable_answer",
         ExitKind::Api | ExitKind::Interrupted => "api_error",
     }
 }
@@ -1124,10 +1107,17 @@ mod tests {
     fn template(args: &[&str]) -> Template {
         let mut argv = vec!["cs-msg", "--batch", "in.jsonl", "--no-stream"];
         argv.extend_from_slice(args);
-        let config = Config::from_cli(Cli::try_parse_from(argv).unwrap(), true, |_| None).unwrap();
+        let config = Config::from_cli(
+            Cli::try_parse_from(argv).unwrap(),
+            Default::default(),
+            true,
+            |_| None,
+        )
+        .unwrap();
         Template {
             config,
             files: vec![json!({"type":"text","text":"FILE"})],
+            prior: Vec::new(),
         }
     }
 
@@ -1192,15 +1182,15 @@ mod tests {
             ),
             (
                 r#"{"messages":{}}"#,
-                "\"messages\" must be an array of messages, not an object",
+                "messages: $: expected an array of messages",
             ),
             (
                 r#"{"messages":[{"role":"bot","content":"x"}]}"#,
-                "messages[0] needs a \"role\" of \"user\" or \"assistant\"",
+                "messages: $[0].role: expected \"user\" or \"assistant\"",
             ),
             (
                 r#"{"messages":[{"role":"user"}]}"#,
-                "messages[0] needs a \"content\" string or array",
+                "messages: $[0].content: expected a string or an array of content blocks",
             ),
             (
                 r#"{"prompt":"x","max_tokens":-1}"#,
@@ -1315,8 +1305,13 @@ mod tests {
         );
         assert_eq!(human_duration(3725.0), "1h02m");
         assert_eq!(human_duration(75.0), "1m15s");
-        let config = template(&[]).config;
-        let e = finish(&stats, &config, Some(Path::new("o.jsonl"))).unwrap_err();
+        let spec = Spec {
+            input: "in.jsonl".into(),
+            jobs: 4,
+            output: Some("o.jsonl".into()),
+            quiet: false,
+        };
+        let e = finish(&stats, &spec).unwrap_err();
         let f = e.downcast_ref::<Failure>().unwrap();
         assert_eq!(f.kind, ExitKind::Network);
         assert_eq!(

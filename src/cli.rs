@@ -312,22 +312,26 @@ pub struct Cli {
     pub timeout: Option<f64>,
 
     // ---- Batch ----
-    /// Answer every line of a JSONL file (`-` = stdin): a JSON string (the prompt) or an
-    /// object with "prompt", "id" and request fields; prints one JSON result line per line
+    /// Answer every line of a JSONL file in parallel (`-` = stdin)
+    ///
+    /// Each line is a JSON string (the prompt) or an object with "prompt", "id" and request
+    /// fields; one JSON result line per input line, in input order.
     #[arg(long, value_name = "IN.jsonl", help_heading = "Batch",
-          conflicts_with_all = ["prompt", "events", "dry_run", "show_thinking", "usage"],
+          conflicts_with_all = ["prompt", "events", "dry_run", "show_thinking", "usage",
+                                "conversation", "request", "count_tokens", "list_models"],
           value_hint = clap::ValueHint::FilePath)]
     pub batch: Option<PathBuf>,
 
     /// Requests in flight at once with --batch [default: 4]
     #[arg(short = 'j', long, value_name = "N", requires = "batch",
-          value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Batch")]
+          value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Batch",
+          hide_short_help = true)]
     pub jobs: Option<u16>,
 
     /// Append the results to OUT.jsonl instead of stdout; a re-run skips the lines
     /// already answered there (resume)
     #[arg(long, value_name = "OUT.jsonl", requires = "batch", help_heading = "Batch",
-          value_hint = clap::ValueHint::FilePath)]
+          value_hint = clap::ValueHint::FilePath, hide_short_help = true)]
     pub output: Option<PathBuf>,
 }
 

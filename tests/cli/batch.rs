@@ -699,7 +699,7 @@ fn usage_errors() {
         .env("CS_MSG_API_KEY", KEY);
     run(c)
         .code(2)
-        .stderr(predicate::str::contains("both read stdin"));
+        .stderr(predicate::str::contains("stdin can be read only once"));
 
     for args in [
         vec!["-j", "2", "q"],
@@ -754,9 +754,69 @@ fn strict_turns_incomplete_answers_into_error_lines() {
             + &err_line(
                 Value::Null,
                 1,
-                "incomplete_answer",
+                "unusable_answer",
                 "the answer is incomplete: stop_reason max_tokens (--strict)"
             )
             + "\n"
     );
+}
+
+#[test]
+fn with_a_schema_lines_carry_the_validated_object() {
+    let server = TestServer::start(|prompt, _| {
+        let name = if prompt == "bad" {
+            json!(5)
+        } else {
+            json!(prompt)
+        };
+        let message = json!({"id":"msg","type":"message","role":"assistant","model":"m",
+            "content":[{"type":"tool_use","id":"toolu_1","name":"structured_output","input":{"name":name}}],
+            "stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":2}});
+        Reply {
+            body: message.to_string(),
+            ..Reply::message(prompt)
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let history = write(
+        dir.path(),
+        "history.json",
+        r#"[{"role":"user","content":"Names only."},{"role":"assistant","content":"OK."}]"#,
+    );
+    let path = write(
+        dir.path(),
+        "in.jsonl",
+        "{\"id\":1,\"prompt\":\"Ada\",\"messages\":[{\"role\":\"user\",\"content\":\"Next.\"}]}\n\"bad\"\n",
+    );
+    let mut c = batch_cmd(&server, &path);
+    c.args([
+        "--schema",
+        r#"{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}"#,
+        "--messages",
+    ])
+    .arg(&history);
+    let assert = run(c).code(6).stderr("cs-msg: 1 ok, 1 failed\n");
+    let out = lines(&stdout_of(&assert));
+    assert_eq!(out[0], json!({"id":1,"index":0,"object":{"name":"Ada"}}));
+    assert_eq!(out[1]["error"]["type"], "unusable_answer");
+    assert!(
+        out[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("structured output does not match --schema at /name"),
+        "{}",
+        out[1]
+    );
+    let hits = server.hits();
+    let ada = hits.iter().find(|h| h.prompt == "Ada").unwrap();
+    assert_eq!(ada.body["tool_choice"]["name"], "structured_output");
+    let roles: Vec<&str> = ada.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user", "user"]);
+    assert_eq!(ada.body["messages"][0]["content"], "Names only.");
+    assert_eq!(ada.body["messages"][2]["content"], "Next.");
 }
