@@ -781,6 +781,9 @@ static SALVAGE: OnceLock<Arc<Mutex<Sink>>> = OnceLock::new();
 /// wait for an earlier, unfinished line are appended to `--output` out of order, so
 /// an interruption loses only the requests in flight (resume matches by index).
 pub fn interrupted() {
+    if let Some(temp) = lock(&REWRITING).take() {
+        let _ = std::fs::remove_file(temp);
+    }
     if let Some(sink) = SALVAGE.get() {
         // The writer holds the lock only while writing one line.
         let mut sink = lock(sink);
@@ -972,8 +975,12 @@ fn rewrite_answered(path: &Path) -> io::Result<()> {
         _ => Path::new("."),
     };
     let permissions = std::fs::metadata(path)?.permissions();
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    {
+    let mut temp = tempfile::Builder::new()
+        .prefix(".cs-msg-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    *lock(&REWRITING) = Some(temp.path().to_path_buf());
+    let result = (|| {
         let mut reader = BufReader::new(File::open(path)?);
         let mut out = io::BufWriter::new(temp.as_file_mut());
         let mut buf = Vec::new();
@@ -987,11 +994,19 @@ fn rewrite_answered(path: &Path) -> io::Result<()> {
             }
         }
         out.flush()?;
-    }
-    temp.as_file().set_permissions(permissions)?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+        drop(out);
+        temp.as_file().set_permissions(permissions)?;
+        temp.as_file().sync_all()?;
+        temp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    })();
+    *lock(&REWRITING) = None;
+    result
 }
+
+/// The temporary file of a rewrite in progress, for the Ctrl-C handler to remove (it
+/// exits without running destructors).
+static REWRITING: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
