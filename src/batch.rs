@@ -49,6 +49,25 @@ impl Spec {
             }
             return Ok(None);
         };
+        // Checked before the config is built: it reads `--tools -` and the like.
+        if input.as_os_str() == "-" {
+            let dash = |p: Option<&Path>| p.is_some_and(|p| p.as_os_str() == "-");
+            let others: Vec<&str> = [
+                ("--messages -", dash(cli.messages.as_deref())),
+                ("--tools -", dash(cli.tools.as_deref())),
+                ("--system-file -", dash(cli.system_file.as_deref())),
+                ("-f -", cli.files.iter().any(|f| f.as_os_str() == "-")),
+            ]
+            .into_iter()
+            .filter_map(|(flag, reads)| reads.then_some(flag))
+            .collect();
+            if !others.is_empty() {
+                return Err(usage(format!(
+                    "--batch -, {} all read stdin; it can be read only once",
+                    others.join(", ")
+                )));
+            }
+        }
         Ok(Some(Spec {
             input,
             jobs: usize::from(cli.jobs.unwrap_or(DEFAULT_JOBS).max(1)),
@@ -98,15 +117,6 @@ struct Template {
 pub fn run(config: Config, spec: Spec) -> Result<()> {
     let key = config.require_key()?.clone();
     let input_is_stdin = spec.input.as_os_str() == "-";
-    let dash = |p: &Path| p.as_os_str() == "-";
-    let stdin_readers = usize::from(input_is_stdin)
-        + config.input.files.iter().filter(|f| dash(f)).count()
-        + usize::from(config.messages_file.as_deref().is_some_and(dash));
-    if stdin_readers > 1 {
-        return Err(usage(
-            "stdin can be read only once: give `-` to one of --batch, -f and --messages",
-        ));
-    }
     let prior = match &config.messages_file {
         Some(path) => conversation::read_messages(path, "--messages")?,
         None => Vec::new(),

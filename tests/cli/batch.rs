@@ -694,12 +694,17 @@ fn usage_errors() {
         missing.display()
     ));
 
-    let mut c = cmd();
-    c.args(["--batch", "-", "-f", "-"])
-        .env("CS_MSG_API_KEY", KEY);
-    run(c)
-        .code(2)
-        .stderr(predicate::str::contains("stdin can be read only once"));
+    for other in [["-f", "-"], ["--tools", "-"], ["--messages", "-"]] {
+        let mut c = cmd();
+        c.args(["--batch", "-"])
+            .args(other)
+            .env("CS_MSG_API_KEY", KEY)
+            .write_stdin("[]\n");
+        run(c).code(2).stderr(format!(
+            "cs-msg: --batch -, {} - all read stdin; it can be read only once\n",
+            other[0]
+        ));
+    }
 
     for args in [
         vec!["-j", "2", "q"],
