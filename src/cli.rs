@@ -5,14 +5,27 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// Examples under -h: the pipeline basics, kept short so -h fits one screen.
 pub const EXAMPLES: &str = "\
 Examples:
   echo \"Explain SSE in one line\" | cs-msg -m claude-haiku-4.5
   git diff | cs-msg -s \"Write a commit message\" --max-tokens 200
   cs-msg -f notes.md -f todo.txt \"What is missing from the todo list?\"
   cs-msg --json \"hi\" | jq -r '.content[0].text'
+  cs-msg --schema person.json \"Ada Lovelace, born 1815 in London\" | jq .born";
+
+/// Examples under --help: every pipeline use.
+pub const EXAMPLES_LONG: &str = "\
+Examples:
+  echo \"Explain SSE in one line\" | cs-msg -m claude-haiku-4.5
+  git diff | cs-msg -s \"Write a commit message\" --max-tokens 200
+  cs-msg -f notes.md -f todo.txt \"What is missing from the todo list?\"
+  cs-msg -f diagram.png -f spec.pdf \"Do these agree?\"
+  cs-msg --json \"hi\" | jq -r '.content[0].text'
   cs-msg --schema person.json \"Ada Lovelace, born 1815 in London\" | jq .born
-  cs-msg -c chat.json \"And in French?\"";
+  cs-msg -c chat.json \"And in French?\"
+  cs-msg --batch prompts.jsonl -j 8 --output results.jsonl
+  cs-msg --dry-run \"hi\" > req.json && cs-msg --request req.json -t 0.2";
 
 /// The examples as a man page section (roff), kept next to the help text they mirror.
 pub const EXAMPLES_MAN: &str = r#".SH EXAMPLES
@@ -22,7 +35,9 @@ git diff | cs\-msg \-s "Write a commit message" \-\-max\-tokens 200
 cs\-msg \-f notes.md \-f todo.txt "What is missing from the todo list?"
 cs\-msg \-\-json "hi" | jq \-r '.content[0].text'
 cs\-msg \-\-schema person.json "Ada Lovelace, born 1815 in London" | jq .born
+cs\-msg \-f diagram.png \-f spec.pdf "Do these agree?"
 cs\-msg \-c chat.json "And in French?"
+cs\-msg \-\-batch prompts.jsonl \-j 8 \-\-output results.jsonl
 CS_MSG_API_KEY=$ANTHROPIC_API_KEY cs\-msg "hi"
 .fi
 "#;
@@ -58,7 +73,7 @@ Exit codes:
     version = env!("CS_MSG_VERSION"),
     about = "Send one message to the claudestore Messages API and print the answer",
     after_help = EXAMPLES,
-    after_long_help = format!("{EXAMPLES}\n\n{ENVIRONMENT}\n\n{EXIT_CODES}"),
+    after_long_help = format!("{EXAMPLES_LONG}\n\n{ENVIRONMENT}\n\n{EXIT_CODES}"),
     max_term_width = 100
 )]
 pub struct Cli {

@@ -78,6 +78,8 @@ fn long_help_has_examples_groups_environment_and_exit_codes() {
         "cs-msg --json \"hi\" | jq -r '.content[0].text'",
         "cs-msg --schema person.json",
         "cs-msg -c chat.json",
+        "cs-msg --batch prompts.jsonl -j 8 --output results.jsonl",
+        "cs-msg -f diagram.png -f spec.pdf",
         "Environment:\n  CS_MSG_API_KEY ",
         "Exit codes:\n  0    success\n",
         "130  interrupted (Ctrl-C)",
