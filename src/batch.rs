@@ -493,7 +493,16 @@ fn work(shared: &Shared, jobs: &Mutex<Receiver<Job>>, results: &Sender<Msg>) {
         if shared.window.is_stopped() {
             return;
         }
-        let outcome = answer(shared, &job);
+        // A bug must cost one line, not the batch: without a result for this index
+        // the writer would wait for it forever.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(shared, &job)))
+                .unwrap_or_else(|_| {
+                    let failure =
+                        Failure::new(ExitKind::Api, "internal error while answering this line");
+                    let (bytes, kind) = error_line(&job.id, job.index, &failure);
+                    Outcome::Failed(bytes, kind)
+                });
         if results
             .send(Msg::Done(Done {
                 index: job.index,

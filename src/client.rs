@@ -47,6 +47,9 @@ pub struct Client {
 /// What the handler of a 2xx response may need to know about it.
 pub struct CallInfo {
     pub request_id: Option<String>,
+    /// The settings in force for this call (its effective `--timeout`), to describe
+    /// a failed read.
+    pub net: Network,
 }
 
 impl Client {
@@ -78,9 +81,17 @@ impl Client {
             .build();
         let mut config = Agent::config_builder()
             .http_status_as_error(false)
+            // A redirect would carry x-api-key to another host, perhaps over plain
+            // http: never follow one; a 3xx is reported like any other status.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
             .timeout_connect(Some(net.connect_timeout))
             .tls_config(tls)
             .user_agent(concat!("cs-msg/", env!("CARGO_PKG_VERSION")));
+        if crate::config::base_is_loopback(&net.base_url) {
+            // A local server is reached directly: a proxy would see the key (http).
+            config = config.proxy(None);
+        }
         if let Some(n) = pool {
             config = config
                 .max_idle_connections(n.max(10))
@@ -127,8 +138,9 @@ impl Client {
     ) -> Result<T> {
         let url = format!("{}{}", self.base_url, path);
         let method = if body.is_some() { "POST" } else { "GET" };
+        let net = self.net.for_transport(streaming);
         let started = Instant::now();
-        let deadline = self.net.timeout.map(|t| started + t);
+        let deadline = net.timeout.map(|t| started + t);
         let mut retries = 0u32;
         loop {
             if let Some(gate) = &self.gate {
@@ -143,7 +155,7 @@ impl Client {
             }
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if remaining == Some(Duration::ZERO) {
-                return Err(self.timeout_failure().into());
+                return Err(timeout_failure(&net).into());
             }
             if self.verbose {
                 output::info(&format!("{method} {url} (attempt {})", retries + 1));
@@ -159,7 +171,7 @@ impl Client {
                     .header("content-type", "application/json")
                     .config()
                     .timeout_global(remaining)
-                    .timeout_per_read(streaming.then_some(self.net.idle_timeout))
+                    .timeout_per_read(streaming.then_some(net.idle_timeout))
                     .build()
                     .send(body),
                 None => self
@@ -171,11 +183,11 @@ impl Client {
             };
             let attempt_started = Instant::now();
             let outcome = match sent {
-                Ok(response) => self.handle_response(response, &mut handle, attempt_started),
+                Ok(response) => self.handle_response(response, &mut handle, attempt_started, &net),
                 Err(e) => {
                     let retryable = is_retryable_transport(&e);
                     Outcome::Failed {
-                        failure: self.transport_failure(e),
+                        failure: transport_failure(e, &self.base_url, &net),
                         retryable,
                         delay: None,
                     }
@@ -243,6 +255,7 @@ impl Client {
         mut response: Response<Body>,
         handle: &mut impl FnMut(Response<Body>, &CallInfo) -> Result<T, AttemptError>,
         attempt_started: Instant,
+        net: &Network,
     ) -> Outcome<T> {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -257,6 +270,7 @@ impl Client {
         if (200..300).contains(&status) {
             let info = CallInfo {
                 request_id: request_id.clone(),
+                net: net.clone(),
             };
             return match handle(response, &info) {
                 Ok(t) => Outcome::Done(t),
@@ -285,19 +299,6 @@ impl Client {
             retryable,
             delay: retry_after(&headers, SystemTime::now()),
         }
-    }
-
-    fn timeout_failure(&self) -> Failure {
-        let secs = self.net.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
-        Failure::new(
-            ExitKind::Network,
-            format!("timed out: the call took longer than --timeout {secs} s"),
-        )
-    }
-
-    /// A failure before or while reading a response: always exit 5.
-    pub fn transport_failure(&self, e: ureq::Error) -> Failure {
-        transport_failure(e, &self.base_url, &self.net)
     }
 }
 
@@ -357,6 +358,14 @@ enum Outcome<T> {
     },
 }
 
+fn timeout_failure(net: &Network) -> Failure {
+    let secs = net.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);
+    Failure::new(
+        ExitKind::Network,
+        format!("timed out: the call took longer than --timeout {secs} s"),
+    )
+}
+
 /// Failures before a response arrived: connection refused, DNS, timeouts short of the
 /// whole-call limit. TLS and URL problems will not fix themselves.
 fn is_retryable_transport(e: &ureq::Error) -> bool {
@@ -406,7 +415,11 @@ pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 /// `retry-after-ms` (milliseconds), then `retry-after` (seconds or an HTTP date),
 /// capped at 60 s. Negative or unparsable values fall back to backoff.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let from_secs = |s: f64| (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s));
+    // Capped before the conversion: a huge value must not overflow a Duration.
+    let from_secs = |s: f64| {
+        (s.is_finite() && s >= 0.0)
+            .then(|| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())))
+    };
     let delay = header(headers, "retry-after-ms")
         .and_then(|v| v.parse::<f64>().ok())
         .and_then(|ms| from_secs(ms / 1000.0))
@@ -473,6 +486,11 @@ mod tests {
         );
         assert_eq!(d(&[("retry-after", "3600")]), Some(Duration::from_secs(60)));
         assert_eq!(d(&[("retry-after", "-1")]), None);
+        assert_eq!(d(&[("retry-after", "1e30")]), Some(Duration::from_secs(60)));
+        assert_eq!(
+            d(&[("retry-after-ms", "1e300")]),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(d(&[("retry-after", "soon")]), None);
         let date = httpdate::fmt_http_date(now + Duration::from_secs(7));
         assert_eq!(d(&[("retry-after", &date)]), Some(Duration::from_secs(7)));

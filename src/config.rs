@@ -97,10 +97,29 @@ pub struct Network {
     pub connect_timeout: Duration,
     /// Longest silence while a stream is expected.
     pub idle_timeout: Duration,
-    /// Wall-clock limit of the whole call, retries included.
+    /// Wall-clock limit of the whole call, retries included, as given; see
+    /// [`Network::for_transport`] for the default.
     pub timeout: Option<Duration>,
     /// First backoff delay; 0.5 s, shortened by tests through `CS_MSG_BACKOFF_MS`.
     pub backoff_initial: Duration,
+}
+
+/// A call that is not streamed sends nothing until it is done, so no idle timeout can
+/// catch a dead one: it gets this wall-clock limit unless `--timeout` says otherwise.
+pub const NON_STREAMING_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Network {
+    /// The settings for one call: streams have no wall-clock limit unless one was
+    /// given; other calls default to [`NON_STREAMING_TIMEOUT`]. Decided per call, as
+    /// a `--request` body may choose the transport.
+    pub fn for_transport(&self, streaming: bool) -> Network {
+        Network {
+            timeout: self
+                .timeout
+                .or((!streaming).then_some(NON_STREAMING_TIMEOUT)),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -216,10 +235,7 @@ impl Config {
         let stdin_hint_ms = env("CS_MSG_STDIN_HINT_MS")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(3000);
-        let timeout = cli
-            .timeout
-            .or((!stream).then_some(600.0))
-            .map(Duration::from_secs_f64);
+        let timeout = cli.timeout.map(Duration::from_secs_f64);
 
         let stdin_taken = stdin_claimed(&cli)?;
         Ok(Config {
@@ -410,6 +426,15 @@ pub fn check_base_url(raw: &str) -> Result<String> {
     Ok(trimmed.to_owned())
 }
 
+/// The base URL points at this machine.
+pub fn base_is_loopback(base_url: &str) -> bool {
+    base_url
+        .parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(is_loopback))
+        .unwrap_or(false)
+}
+
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.eq_ignore_ascii_case("localhost") {
@@ -506,11 +531,21 @@ mod tests {
     #[test]
     fn timeout_defaults_depend_on_streaming() {
         let c = config(&["hi"], &[]).unwrap();
-        assert_eq!(c.network.timeout, None);
-        let c = config(&["--no-stream", "hi"], &[]).unwrap();
-        assert_eq!(c.network.timeout, Some(Duration::from_secs(600)));
+        assert_eq!(c.network.for_transport(true).timeout, None);
+        assert_eq!(
+            c.network.for_transport(false).timeout,
+            Some(Duration::from_secs(600))
+        );
         let c = config(&["--timeout", "2.5", "hi"], &[]).unwrap();
-        assert_eq!(c.network.timeout, Some(Duration::from_millis(2500)));
+        for streaming in [true, false] {
+            assert_eq!(
+                c.network.for_transport(streaming).timeout,
+                Some(Duration::from_millis(2500))
+            );
+        }
+        assert!(base_is_loopback("http://127.0.0.1:9"));
+        assert!(base_is_loopback("http://[::1]:9/x"));
+        assert!(!base_is_loopback("https://api.example.com"));
     }
 
     #[test]

@@ -84,6 +84,23 @@ pub fn read_messages(path: &Path, flag: &str) -> Result<Vec<Value>> {
     check_messages(value, &format!("{flag} {}", path.display()))
 }
 
+/// The reply's content blocks as they can be sent back: verbatim (thinking and tool
+/// blocks must be), less text blocks with nothing but white space.
+pub fn reply_content(message: &Value) -> Vec<Value> {
+    let blocks = message.get("content").and_then(Value::as_array);
+    blocks
+        .into_iter()
+        .flatten()
+        .filter(|b| {
+            b.get("type").and_then(Value::as_str) != Some("text")
+                || b.get("text")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| !t.trim().is_empty())
+        })
+        .cloned()
+        .collect()
+}
+
 /// Temporary files being written: removed by the Ctrl-C handler, which exits
 /// without running destructors.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -182,6 +199,23 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn empty_text_blocks_are_not_sent_back() {
+        let m = json!({"content": [
+            {"type": "thinking", "thinking": "", "signature": "s"},
+            {"type": "text", "text": " \n"},
+            {"type": "text", "text": "ok", "citations": null}
+        ]});
+        assert_eq!(
+            reply_content(&m),
+            vec![
+                json!({"type": "thinking", "thinking": "", "signature": "s"}),
+                json!({"type": "text", "text": "ok", "citations": null})
+            ]
+        );
+        assert!(reply_content(&json!({"content": [{"type": "text", "text": ""}]})).is_empty());
     }
 
     #[test]

@@ -49,6 +49,16 @@ impl Failure {
         }
     }
 
+    /// Names the response's request-id, when known and not named already.
+    pub fn with_request_id(self, request_id: Option<&str>) -> Self {
+        match request_id {
+            Some(id) if !self.message.contains("(request-id ") => {
+                self.with_suffix(&format!(" (request-id {id})"))
+            }
+            _ => self,
+        }
+    }
+
     /// The same failure with more said at the end of its message.
     pub fn with_suffix(self, suffix: &str) -> Self {
         Failure {

@@ -123,7 +123,10 @@ pub fn user_blocks(spec: &InputSpec, stdin_hint_after: Duration) -> Result<Vec<V
         } else {
             let bytes = read_file(path)?;
             let name = path.display().to_string();
-            blocks.extend(to_block(bytes, &format!("file {name}"), Some(&name))?);
+            match to_block(bytes, &format!("file {name}"), Some(&name))? {
+                Some(block) => blocks.push(block),
+                None => crate::output::warn(&format!("file {name} is empty; not sent")),
+            }
         }
     }
     if spec.read_stdin && !stdin_used {

@@ -70,10 +70,9 @@ pub fn warn(message: &str) {
     }
 }
 
+/// A hint that something waits on the user; never silenced, even by -q.
 pub fn hint(message: &str) {
-    if !QUIET.load(Ordering::Relaxed) {
-        diagnostic(message);
-    }
+    diagnostic(message);
 }
 
 /// `-v` lines.
@@ -236,6 +235,17 @@ impl<W: Write> Writer<W> {
             OutputMode::Events | OutputMode::Schema => {}
         }
         Ok(())
+    }
+
+    /// The thinking blocks of a whole message, to stderr (with `--show-thinking`).
+    pub fn thinking_of(&mut self, message: &Value) {
+        let blocks = message.get("content").and_then(Value::as_array);
+        for block in blocks.into_iter().flatten() {
+            if block.get("type").and_then(Value::as_str) == Some("thinking") {
+                self.thinking(block.get("thinking").and_then(Value::as_str).unwrap_or(""));
+                self.close_thinking();
+            }
+        }
     }
 
     /// Ends text output with a newline if the answer did not, then flushes.

@@ -116,13 +116,20 @@ pub fn run(cli: Cli, explicit: HashSet<String>) -> Result<()> {
         print_line(serde_json::to_string(&object)?.as_bytes())?;
     }
     if let Some(path) = &config.conversation {
-        let mut history = prior;
-        history.push(user_turn);
-        history.push(json!({
-            "role": "assistant",
-            "content": message.get("content").cloned().unwrap_or_else(|| json!([])),
-        }));
-        conversation::save(path, &history)?;
+        // The API refuses empty text blocks in input, so an empty reply (a refusal,
+        // say) would poison every later turn: keep it out of the file.
+        let reply = conversation::reply_content(&message);
+        if reply.is_empty() {
+            output::warn(&format!(
+                "the reply was empty; {} was left unchanged",
+                path.display()
+            ));
+        } else {
+            let mut history = prior;
+            history.push(user_turn);
+            history.push(json!({"role": "assistant", "content": reply}));
+            conversation::save(path, &history)?;
+        }
     }
     Ok(())
 }
@@ -203,18 +210,16 @@ pub(crate) fn receive<W: Write>(
 ) -> Result<Value, AttemptError> {
     let is_json = client::header(response.headers(), "content-type")
         .is_some_and(|t| t.starts_with("application/json"));
-    let net = &config.network;
+    let request_id = info.request_id.as_deref();
     let read_error = |e: std::io::Error| {
-        let mut failure = client::transport_failure(ureq::Error::from(e), &net.base_url, net);
-        if let Some(id) = &info.request_id {
-            failure.message = format!("{} (request-id {id})", failure.message);
-        }
-        failure
+        client::transport_failure(ureq::Error::from(e), &info.net.base_url, &info.net)
+            .with_request_id(request_id)
     };
     if streaming && !is_json {
         return stream::consume(
             response.into_body().into_reader(),
             writer,
+            request_id,
             read_error,
             first_bytes,
         );
@@ -238,7 +243,11 @@ pub(crate) fn receive<W: Write>(
                     snippet(&bytes)
                 ),
             )
+            .with_request_id(request_id)
         })?;
+    if matches!(config.output, OutputMode::Json | OutputMode::Schema) {
+        writer.thinking_of(&message); // text mode prints thinking in its place
+    }
     if config.output == OutputMode::Events {
         // Not a stream after all: the message is the only event there is.
         writer.event_line(&serde_json::to_string(&message)?)?;

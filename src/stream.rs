@@ -16,8 +16,25 @@ use crate::sse::{SseEvent, SseParser};
 /// has been handled, just before the next (possibly blocking) read.
 ///
 /// `read_error` describes a failed read (a timeout, a reset connection).
-/// `first_bytes` runs once, when the first bytes of the body arrive.
+/// `first_bytes` runs once, when the first bytes of the body arrive. Every failure
+/// names the response's `request_id`.
 pub fn consume<R: Read, W: Write>(
+    body: R,
+    writer: &mut Writer<W>,
+    request_id: Option<&str>,
+    read_error: impl Fn(std::io::Error) -> Failure,
+    first_bytes: impl FnMut(),
+) -> Result<Value, AttemptError> {
+    consume_body(body, writer, read_error, first_bytes).map_err(|e| match e {
+        AttemptError::Retry(f) => AttemptError::Retry(f.with_request_id(request_id)),
+        AttemptError::Fatal(e) => match e.downcast::<Failure>() {
+            Ok(f) => AttemptError::Fatal(f.with_request_id(request_id).into()),
+            Err(other) => AttemptError::Fatal(other),
+        },
+    })
+}
+
+fn consume_body<R: Read, W: Write>(
     mut body: R,
     writer: &mut Writer<W>,
     read_error: impl Fn(std::io::Error) -> Failure,
@@ -63,11 +80,14 @@ pub fn consume<R: Read, W: Write>(
     }
     if let Some(event) = parser.finish() {
         seen_event = true;
-        // The last event had no terminating blank line; if it does not parse, the
-        // connection was cut mid-event: report the truncation, not the JSON.
-        if let Err(AttemptError::Fatal(_)) = handle(event, &mut acc, writer) {
+        // The last event had no terminating blank line. Data that does not parse means
+        // the connection was cut mid-event: report the truncation, not the JSON. A
+        // complete event (an `error`, say) is handled like any other.
+        let is_json = serde_json::from_str::<serde::de::IgnoredAny>(&event.data).is_ok();
+        if !is_json && event.data.trim() != "[DONE]" {
             return Err(truncated(&acc, writer).into());
         }
+        handle(event, &mut acc, writer)?;
     }
     writer.flush()?;
     if acc.is_complete() {
@@ -110,16 +130,20 @@ fn handle<W: Write>(
             writer.finish()?;
             return Err(AttemptError::Fatal(failure.into()));
         }
+        // Thinking goes to stderr (with --show-thinking) whatever stdout carries.
+        Update::ThinkingDelta(_, text) => writer.thinking(&text),
+        Update::BlockStop(index)
+            if acc.block(index).and_then(|b| b.get("type")) == Some(&Value::from("thinking")) =>
+        {
+            writer.close_thinking()
+        }
         _ if writer.mode() != OutputMode::Text => {}
         Update::TextDelta(_, text) => writer.text(&text)?,
-        Update::ThinkingDelta(_, text) => writer.thinking(&text),
         Update::BlockStop(index) => {
-            if let Some(block) = acc.block(index) {
-                match block.get("type").and_then(Value::as_str) {
-                    Some("tool_use") => writer.tool_use(block)?,
-                    Some("thinking") => writer.close_thinking(),
-                    _ => {}
-                }
+            if let Some(block) = acc.block(index)
+                && block.get("type").and_then(Value::as_str) == Some("tool_use")
+            {
+                writer.tool_use(block)?;
             }
         }
         _ => {}
@@ -169,6 +193,7 @@ mod tests {
         let result = consume(
             body,
             &mut writer,
+            Some("req_t"),
             |e| Failure::new(ExitKind::Network, e.to_string()),
             || {},
         );
@@ -212,7 +237,7 @@ mod tests {
         match result {
             Err(AttemptError::Fatal(e)) => assert_eq!(
                 e.to_string(),
-                "malformed response: not an event stream: <html>oops</html>"
+                "malformed response: not an event stream: <html>oops</html> (request-id req_t)"
             ),
             _ => panic!("expected a failure"),
         }

@@ -128,7 +128,7 @@ fn malformed_success_body_exits_1() {
     c.args(["--no-stream", "q"]);
     run(c)
         .code(1)
-        .stderr("cs-msg: malformed response: expected a message object: {\"unexpected\": true}\n");
+        .stderr("cs-msg: malformed response: expected a message object: {\"unexpected\": true} (request-id req_json_1)\n");
 }
 
 #[test]

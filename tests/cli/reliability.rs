@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mockito::Matcher;
 use predicates::prelude::*;
 
 use crate::common::*;
@@ -340,29 +341,47 @@ fn a_slow_healthy_stream_is_never_cut() {
 // ---- Proxies ----
 
 #[test]
-fn proxy_from_environment_is_used_and_no_proxy_bypasses_it() {
-    let body = text_stream(&["via proxy"]);
+fn proxy_from_environment_tunnels_https() {
+    let seen = Arc::new(std::sync::Mutex::new(String::new()));
+    let store = Arc::clone(&seen);
     let (proxy, _, handle) = raw_server(1, move |mut s| {
-        // ureq tunnels through the proxy; the request itself follows the CONNECT.
-        let connect = read_request(&mut s);
-        assert_eq!(connect, "CONNECT localhost:9 HTTP/1.1");
-        s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        // The client asks for a tunnel; refusing it ends the call (exit 5).
+        *store.lock().unwrap() = read_request(&mut s);
+        s.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
             .unwrap();
-        let line = read_request(&mut s);
-        assert_eq!(line, "POST /v1/messages HTTP/1.1");
-        s.write_all(SSE_HEAD.as_bytes()).unwrap();
-        s.write_all(body.as_bytes()).unwrap();
     });
     let mut c = cmd();
     c.env_remove("NO_PROXY")
-        .env("ALL_PROXY", &proxy)
+        .env("HTTPS_PROXY", &proxy)
         .env("CS_MSG_API_KEY", KEY)
-        .args(["--base-url", "http://localhost:9", "q"]);
-    run(c).success().stdout("via proxy\n");
+        .args([
+            "--base-url",
+            "https://api.example.com",
+            "--max-retries",
+            "0",
+            "q",
+        ]);
+    run(c).code(5);
     handle.join().unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        "CONNECT api.example.com:443 HTTP/1.1"
+    );
+}
 
+#[test]
+fn loopback_and_no_proxy_hosts_bypass_the_proxy() {
+    // A local server is reached directly, proxy or not: over plain http a proxy
+    // would see the key.
     let mut server = mock_server();
-    sse_mock(&mut server, text_stream(&["direct"])).create();
+    sse_mock(&mut server, text_stream(&["direct"]))
+        .expect(2)
+        .create();
+    let mut c = api(&server);
+    c.env_remove("NO_PROXY")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .arg("q");
+    run(c).success().stdout("direct\n");
     let mut c = api(&server);
     c.env("ALL_PROXY", "http://127.0.0.1:9")
         .env("NO_PROXY", "127.0.0.1")
@@ -480,7 +499,7 @@ fn gigantic_event_line_is_malformed_not_a_hang() {
     c.arg("q");
     run(c)
         .code(1)
-        .stderr("cs-msg: malformed response: an event-stream line longer than 32 MiB\n");
+        .stderr("cs-msg: malformed response: an event-stream line longer than 32 MiB (request-id req_stream_1)\n");
 }
 
 #[test]
@@ -490,7 +509,7 @@ fn non_json_success_body_is_malformed() {
     let mut c = api(&server);
     c.args(["--no-stream", "q"]);
     run(c).code(1).stderr(
-        "cs-msg: malformed response: expected a message object: Service temporarily unavailable\n",
+        "cs-msg: malformed response: expected a message object: Service temporarily unavailable (request-id req_json_1)\n",
     );
 }
 
@@ -530,4 +549,59 @@ fn ctrl_c_exits_130_and_keeps_what_was_printed() {
         .read_to_string(&mut err)
         .unwrap();
     assert_eq!(err, "cs-msg: interrupted\n");
+}
+
+#[test]
+fn redirects_are_not_followed_so_the_key_stays_home() {
+    let mut elsewhere = mock_server();
+    let stolen = elsewhere.mock("POST", Matcher::Any).expect(0).create();
+    let mut server = mock_server();
+    server
+        .mock("POST", "/v1/messages")
+        .with_status(307)
+        .with_header("location", &format!("{}/v1/messages", elsewhere.url()))
+        .with_header("request-id", "req_redirect")
+        .expect(1)
+        .create();
+    let mut c = api(&server);
+    c.arg("q");
+    run(c)
+        .code(1)
+        .stderr("cs-msg: HTTP 307: empty response body (request-id req_redirect)\n");
+    stolen.assert();
+}
+
+#[test]
+fn absurd_retry_after_is_capped_not_a_crash() {
+    let mut server = mock_server();
+    let mock = error_mock(&mut server, 429, "rate_limit_error", "slow")
+        .with_header("retry-after", "1e30")
+        .expect(1)
+        .create();
+    let mut c = api(&server);
+    // The capped 60 s wait does not fit in --timeout: the call ends at once, exit 4.
+    c.args(["--timeout", "5", "q"]);
+    run(c).code(4).stderr(predicate::str::ends_with(
+        "; no time left to retry within --timeout\n",
+    ));
+    mock.assert();
+}
+
+#[test]
+fn stdin_hint_is_not_silenced_by_quiet() {
+    let mut server = mock_server();
+    sse_mock(&mut server, text_stream(&["ok"])).create();
+    let mut child = spawn(
+        &server.url(),
+        &["-q", "prompt"],
+        &[("CS_MSG_STDIN_HINT_MS", "100")],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "cs-msg: waiting for stdin; use --no-stdin or </dev/null\n"
+    );
 }

@@ -116,7 +116,7 @@ fn error_event_mid_stream_keeps_printed_text() {
     run(c)
         .code(1)
         .stdout("partial answer\n")
-        .stderr("cs-msg: error event in stream api_error: Internal server error\n");
+        .stderr("cs-msg: error event in stream api_error: Internal server error (request-id req_stream_1)\n");
 }
 
 #[test]
@@ -133,10 +133,9 @@ fn overloaded_event_after_output_exits_4_without_retry() {
     let mock = sse_mock(&mut server, body).expect(1).create();
     let mut c = api(&server);
     c.arg("q");
-    run(c)
-        .code(4)
-        .stdout("some text\n")
-        .stderr("cs-msg: error event in stream overloaded_error: Overloaded\n");
+    run(c).code(4).stdout("some text\n").stderr(
+        "cs-msg: error event in stream overloaded_error: Overloaded (request-id req_stream_1)\n",
+    );
     mock.assert();
 }
 
@@ -195,7 +194,7 @@ fn stream_without_message_stop_exits_5() {
     run(c)
         .code(5)
         .stdout("cut short\n")
-        .stderr("cs-msg: the stream ended before message_stop; the answer is incomplete\n");
+        .stderr("cs-msg: the stream ended before message_stop; the answer is incomplete (request-id req_stream_1)\n");
 }
 
 #[test]
@@ -209,7 +208,7 @@ fn stream_cut_mid_event_exits_5() {
     run(c)
         .code(5)
         .stdout("")
-        .stderr("cs-msg: the stream ended before message_stop; the answer is incomplete\n");
+        .stderr("cs-msg: the stream ended before message_stop; the answer is incomplete (request-id req_stream_1)\n");
 }
 
 #[test]
@@ -218,9 +217,9 @@ fn empty_stream_exits_5() {
     sse_mock(&mut server, "").create();
     let mut c = api(&server);
     c.arg("q");
-    run(c)
-        .code(5)
-        .stderr("cs-msg: the stream ended before it started (no message_start)\n");
+    run(c).code(5).stderr(
+        "cs-msg: the stream ended before it started (no message_start) (request-id req_stream_1)\n",
+    );
 }
 
 #[test]
@@ -238,7 +237,7 @@ fn events_out_of_order_are_malformed() {
     c.arg("q");
     run(c)
         .code(1)
-        .stderr("cs-msg: malformed response: content_block_start before message_start\n");
+        .stderr("cs-msg: malformed response: content_block_start before message_start (request-id req_stream_1)\n");
 }
 
 #[test]
@@ -250,4 +249,41 @@ fn gateway_answering_json_to_a_stream_request_still_works() {
     run(c)
         .success()
         .stdout("Hello there! SSE is a one-way stream of events over HTTP.\n");
+}
+
+#[test]
+fn error_event_at_the_very_end_keeps_its_exit_code() {
+    // No blank line after the last event: it is complete all the same.
+    let mut server = mock_server();
+    let body = cut_before(&text_stream(&["x"]), "event: content_block_stop")
+        + "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}";
+    sse_mock(&mut server, body).create();
+    let mut c = api(&server);
+    c.arg("q");
+    run(c).code(4).stdout("x\n").stderr(
+        "cs-msg: error event in stream rate_limit_error: slow down (request-id req_stream_1)\n",
+    );
+}
+
+#[test]
+fn show_thinking_works_with_json_too() {
+    let mut server = mock_server();
+    sse_mock(&mut server, fixture("thinking.sse")).create();
+    json_mock(&mut server, fixture("thinking.json"))
+        .match_body(mockito::Matcher::PartialJson(
+            serde_json::json!({"max_tokens": 4096}),
+        ))
+        .match_request(|r| !String::from_utf8_lossy(r.body().unwrap()).contains("\"stream\""))
+        .create();
+    for extra in [None, Some("--no-stream")] {
+        let mut c = api(&server);
+        c.args(["--json", "--show-thinking", "q"]);
+        if let Some(flag) = extra {
+            c.arg(flag);
+        }
+        let assert = run(c)
+            .success()
+            .stderr("GCD of 1071 and 462: 1071 = 2*462 + 147 ...\n");
+        assert!(stdout_of(&assert).starts_with("{\"id\":\"msg_01Think\""));
+    }
 }

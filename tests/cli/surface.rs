@@ -596,3 +596,35 @@ fn list_models_follows_every_page() {
     page1.assert();
     page2.assert();
 }
+
+#[test]
+fn an_empty_reply_leaves_the_conversation_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let chat = dir.path().join("chat.json");
+    let mut server = mock_server();
+    let refusal = text_stream(&[]).replace("end_turn", "refusal");
+    sse_mock(&mut server, refusal).create();
+    let mut c = api(&server);
+    c.args(["-c", chat.to_str().unwrap(), "q"]);
+    run(c).success().stdout("").stderr(format!(
+        "cs-msg: warning: the model refused to answer (stop_reason refusal)\ncs-msg: warning: the reply was empty; {} was left unchanged\n",
+        chat.display()
+    ));
+    assert!(!chat.exists());
+}
+
+#[test]
+fn empty_attached_files_are_named_in_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write(&dir, "empty.txt", "");
+    let (body, _) = capture(&["-f", &empty, "q"], None);
+    assert_eq!(
+        body["messages"][0]["content"],
+        json!([{"type": "text", "text": "q"}])
+    );
+    let mut c = cmd();
+    c.args(["--dry-run", "-f", &empty, "q"]);
+    run(c).success().stderr(format!(
+        "cs-msg: warning: file {empty} is empty; not sent\n"
+    ));
+}
