@@ -6,10 +6,8 @@ mod cli;
 mod client;
 mod config;
 mod conversation;
-mod error;
 mod generate;
 mod input;
-mod message;
 mod models;
 mod output;
 #[cfg(test)]
@@ -17,9 +15,11 @@ mod proptests;
 mod request;
 mod run;
 mod spinner;
-mod sse;
 mod stream;
 mod tools;
+
+// The pure modules live in the library (src/lib.rs) so benches can reach them.
+use cs_msg::{error, message, sse};
 
 use std::process::ExitCode;
 
