@@ -61,6 +61,59 @@ impl Accumulator {
     /// Applies one event. `name` is the SSE `event:` field; without it, the event is
     /// dispatched on the data's `type` (some gateways omit `event:` lines).
     pub fn apply(&mut self, name: Option<&str>, data: &str) -> Result<Update, Malformed> {
+        if matches!(name, None | Some("content_block_delta"))
+            && let Some(update) = self.apply_delta_fast(name.is_none(), data)
+        {
+            return Ok(update);
+        }
+        self.apply_value(name, data)
+    }
+
+    /// The fast path for the bulk of a stream: a text, thinking or tool-input delta to
+    /// a block of the matching type, parsed straight into borrowed fields instead of a
+    /// `Value` tree. It handles an event only when the general path would give the
+    /// same result; `None` for everything else (any other shape, a protocol
+    /// violation, a duplicate key, an escape the borrowed parse cannot take) sends
+    /// the event down [`Self::apply_value`], which decides as it always has.
+    fn apply_delta_fast(&mut self, untyped: bool, data: &str) -> Option<Update> {
+        if self.complete {
+            return None;
+        }
+        let delta = fast::parse_delta(data, untyped)?;
+        let index = usize::try_from(delta.index).ok()?;
+        let block = self
+            .message
+            .as_mut()?
+            .as_object_mut()?
+            .get_mut("content")?
+            .as_array_mut()?
+            .get_mut(index)?
+            .as_object_mut()?;
+        let block_type = block.get("type").and_then(Value::as_str);
+        match delta.kind {
+            fast::Kind::Text if block_type == Some("text") => {
+                let text = delta.text.into_owned();
+                append(block, "text", &text);
+                Some(Update::TextDelta(index, text))
+            }
+            fast::Kind::Thinking if block_type == Some("thinking") => {
+                let text = delta.text.into_owned();
+                append(block, "thinking", &text);
+                Some(Update::ThinkingDelta(index, text))
+            }
+            fast::Kind::InputJson if block.contains_key("input") => {
+                self.json_buffers
+                    .get_mut(index)?
+                    .get_or_insert_with(String::new)
+                    .push_str(&delta.text);
+                Some(Update::Nothing)
+            }
+            _ => None,
+        }
+    }
+
+    /// The general path: the event as a `Value`.
+    fn apply_value(&mut self, name: Option<&str>, data: &str) -> Result<Update, Malformed> {
         if data.trim() == "[DONE]" {
             return Ok(Update::Nothing);
         }
@@ -315,6 +368,196 @@ fn append(block: &mut Map<String, Value>, key: &str, text: &str) {
     }
 }
 
+/// A borrowed, typed parse of `content_block_delta` events for the accumulator's fast
+/// path. It accepts only plain objects with distinct keys, so whatever it accepts, the
+/// `Value` path reads the same way; anything else is `None`.
+mod fast {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::Deserializer as _;
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        Text,
+        Thinking,
+        InputJson,
+        Other,
+    }
+
+    #[derive(Debug)]
+    pub struct Delta<'a> {
+        pub index: u64,
+        pub kind: Kind,
+        /// `text`, `thinking` or `partial_json`, as the kind says; empty when absent.
+        pub text: Cow<'a, str>,
+    }
+
+    /// Parses `{"type":"content_block_delta","index":N,"delta":{"type":…,…}}`. With
+    /// `untyped` (no `event:` line) the data's `type` must say `content_block_delta`;
+    /// otherwise it is not looked at, as in the `Value` path.
+    pub fn parse_delta(data: &str, untyped: bool) -> Option<Delta<'_>> {
+        let mut de = serde_json::Deserializer::from_str(data);
+        let delta = de.deserialize_map(EventVisitor { untyped }).ok()?;
+        de.end().ok()?;
+        let (kind, text) = match delta.delta_type.as_deref() {
+            Some("text_delta") => (Kind::Text, delta.text),
+            Some("thinking_delta") => (Kind::Thinking, delta.thinking),
+            Some("input_json_delta") => (Kind::InputJson, delta.partial_json),
+            _ => (Kind::Other, None),
+        };
+        if kind == Kind::Other {
+            return None;
+        }
+        Some(Delta {
+            index: delta.index,
+            kind,
+            text: text.unwrap_or(Cow::Borrowed("")),
+        })
+    }
+
+    struct Fields<'a> {
+        index: u64,
+        delta_type: Option<Cow<'a, str>>,
+        text: Option<Cow<'a, str>>,
+        thinking: Option<Cow<'a, str>>,
+        partial_json: Option<Cow<'a, str>>,
+    }
+
+    /// Any failure: the caller falls back and learns nothing from the message.
+    fn bail<E: de::Error>() -> E {
+        E::custom("not for the fast path")
+    }
+
+    /// Sets a field once; a second occurrence of the key is refused (the `Value`
+    /// path would keep the last one).
+    fn once<T, E: de::Error>(slot: &mut Option<T>, value: T) -> Result<(), E> {
+        if slot.is_some() {
+            return Err(bail());
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    struct EventVisitor {
+        untyped: bool,
+    }
+
+    impl<'de> Visitor<'de> for EventVisitor {
+        type Value = Fields<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a content_block_delta object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+            let mut event_type = None;
+            let mut index = None;
+            let mut delta = None;
+            while let Some(key) = map.next_key_seed(Str)? {
+                match key.as_ref() {
+                    "type" if self.untyped => {
+                        let t = map.next_value_seed(Str)?;
+                        if t != "content_block_delta" {
+                            return Err(bail());
+                        }
+                        once(&mut event_type, ())?;
+                    }
+                    "index" => once(&mut index, map.next_value::<u64>()?)?,
+                    "delta" => once(&mut delta, map.next_value_seed(DeltaSeed)?)?,
+                    // Keys the `Value` path does not read: skipped, repeats and all.
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            if self.untyped && event_type.is_none() {
+                return Err(bail());
+            }
+            let (Some(index), Some(mut fields)) = (index, delta) else {
+                return Err(bail());
+            };
+            fields.index = index;
+            Ok(fields)
+        }
+    }
+
+    struct DeltaSeed;
+
+    impl<'de> DeserializeSeed<'de> for DeltaSeed {
+        type Value = Fields<'de>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Fields<'de>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for DeltaSeed {
+        type Value = Fields<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a delta object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+            let mut fields = Fields {
+                index: 0,
+                delta_type: None,
+                text: None,
+                thinking: None,
+                partial_json: None,
+            };
+            while let Some(key) = map.next_key_seed(Str)? {
+                let slot = match key.as_ref() {
+                    "type" => &mut fields.delta_type,
+                    "text" => &mut fields.text,
+                    "thinking" => &mut fields.thinking,
+                    "partial_json" => &mut fields.partial_json,
+                    // Keys the `Value` path does not read: skipped, repeats and all.
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                };
+                once(slot, map.next_value_seed(Str)?)?;
+            }
+            Ok(fields)
+        }
+    }
+
+    /// A string, borrowed from the input when it has no escapes.
+    struct Str;
+
+    impl<'de> DeserializeSeed<'de> for Str {
+        type Value = Cow<'de, str>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Str {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Borrowed(v))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,5 +694,155 @@ mod tests {
             Update::Error(e) => assert_eq!(e.error_type.as_deref(), Some("overloaded_error")),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Applies `events` twice, once through `apply` (fast path where it applies) and
+    /// once through the `Value` path alone, and checks every result, the final
+    /// message and the tool-input buffers agree.
+    fn assert_paths_agree(events: &[(Option<&str>, &str)]) {
+        let mut fast = Accumulator::new();
+        let mut slow = Accumulator::new();
+        for (i, (name, data)) in events.iter().enumerate() {
+            let f = fast.apply(*name, data);
+            let s = slow.apply_value(*name, data);
+            assert_eq!(f, s, "event {i}: {name:?} {data}");
+        }
+        assert_eq!(fast.message, slow.message);
+        assert_eq!(fast.json_buffers, slow.json_buffers);
+        assert_eq!(fast.stopped, slow.stopped);
+        assert_eq!(fast.complete, slow.complete);
+    }
+
+    fn fixture_events(bytes: &[u8]) -> Vec<(Option<String>, String)> {
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        parser.feed(bytes, &mut events).unwrap();
+        events.extend(parser.finish());
+        events.into_iter().map(|e| (e.name, e.data)).collect()
+    }
+
+    #[test]
+    fn fast_path_matches_the_value_path_on_every_fixture() {
+        let fixtures: [&[u8]; 5] = [
+            include_bytes!("../tests/fixtures/text.sse"),
+            include_bytes!("../tests/fixtures/thinking.sse"),
+            include_bytes!("../tests/fixtures/tool.sse"),
+            include_bytes!("../tests/fixtures/tool_use.sse"),
+            include_bytes!("../tests/fixtures/truncated_tool.sse"),
+        ];
+        for bytes in fixtures {
+            let events = fixture_events(bytes);
+            let named: Vec<_> = events
+                .iter()
+                .map(|(n, d)| (n.as_deref(), d.as_str()))
+                .collect();
+            assert_paths_agree(&named);
+            // The same stream from a gateway that sends no `event:` lines.
+            let unnamed: Vec<_> = events.iter().map(|(_, d)| (None, d.as_str())).collect();
+            assert_paths_agree(&unnamed);
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_plain_deltas_and_nothing_odd() {
+        use fast::{Kind, parse_delta};
+        let d = parse_delta(
+            r#"{"type":"content_block_delta","index":3,"delta":{"type":"text_delta","text":"a\"b\n\u00e9"}}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.index, d.kind, d.text.as_ref()),
+            (3, Kind::Text, "a\"b\n\u{e9}")
+        );
+        let d = parse_delta(
+            r#" {"delta":{"partial_json":"{\"a\"","type":"input_json_delta"},"index":1} "#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.index, d.kind, d.text.as_ref()),
+            (1, Kind::InputJson, "{\"a\"")
+        );
+        for odd in [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","text":"y"}}"#,
+            r#"{"type":"content_block_delta","index":0,"index":0,"delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"type":"content_block_delta","index":0.0,"delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"type":"content_block_delta","index":-1,"delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"type":"content_block_delta","index":"0","delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":["text_delta","x"]}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":5}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"s"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}} x"#,
+            r#"{"type":"message_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"index":0,"delta":{"type":"text_delta","text":"x"}}"#,
+            r#"[0,{"type":"text_delta","text":"x"}]"#,
+            "[DONE]",
+        ] {
+            assert!(parse_delta(odd, true).is_none(), "{odd}");
+        }
+    }
+
+    #[test]
+    fn fast_path_matches_the_value_path_on_odd_events() {
+        let start = r#"{"type":"message_start","message":{"id":"m","content":[],"usage":{"output_tokens":1}}}"#;
+        let blocks = [
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"pre"}}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"thinking","thinking":""}}"#,
+            r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#,
+            r#"{"type":"content_block_start","index":3,"content_block":{"type":"text","text":5}}"#,
+        ];
+        let odd = [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\"b\\n\u00e9 \ud83d\ude00"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"text":"before type","type":"text_delta","extra":[1,{"k":null}],"extra":2}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","t\u0065xt":"escaped key"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","text":"last wins"}}"#,
+            r#"{"type":"content_block_delta","index":0,"index":1,"delta":{"type":"thinking_delta","thinking":"dup index"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":null}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":7}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"text":"no type"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":9,"text":"numeric type"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"to thinking"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"thinking_delta","thinking":"think"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"to text"}}"#,
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"1}"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#,
+            r#"{"type":"content_block_delta","index":3,"delta":{"type":"text_delta","text":"onto a number"}}"#,
+            r#"{"type":"content_block_delta","index":1e0,"delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"type":"content_block_delta","index":18446744073709551616,"delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"type":"content_block_delta","index":9,"delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":"text_delta"}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":["text_delta","x"]}"#,
+            r#"[0,{"type":"text_delta","text":"x"}]"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}} trailing"#,
+            "  {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"ws\"}}\n ",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"bad \ud800 surrogate"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"unterminated"#,
+            r#"{"type":"message_stop","index":0,"delta":{"type":"text_delta","text":"named delta, typed stop"}}"#,
+            r#"{"type":"content_block_delta","type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"dup type"}}"#,
+            r#"{"type":"content_block_delta","type":"ping","index":0,"delta":{"type":"text_delta","text":"dup type"}}"#,
+            "[DONE]",
+            "",
+        ];
+        let mut events: Vec<(Option<&str>, &str)> = Vec::new();
+        // Deltas before message_start are malformed on both paths.
+        events.push((Some("content_block_delta"), odd[0]));
+        events.push((None, odd[0]));
+        events.push((Some("message_start"), start));
+        for b in blocks {
+            events.push((Some("content_block_start"), b));
+        }
+        for d in odd {
+            events.push((Some("content_block_delta"), d));
+            events.push((None, d));
+        }
+        events.push((Some("message_stop"), r#"{"type":"message_stop"}"#));
+        // After message_stop, deltas change nothing.
+        events.push((Some("content_block_delta"), odd[0]));
+        events.push((None, odd[0]));
+        assert_paths_agree(&events);
     }
 }
