@@ -38,7 +38,7 @@ impl SseParser {
                 chunk = rest;
             }
         }
-        while let Some(end) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
             let terminator = chunk[end];
             if self.line.is_empty() {
                 self.process_line(&chunk[..end], out);
