@@ -32,14 +32,8 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         output::error(&one_line(&format!("internal error: {info}")));
     }));
-    // Ctrl-C: what already reached stdout stays; the rest of the answer is dropped.
-    // Exiting from the handler thread skips destructors, so no partial file is written.
-    let _ = ctrlc::set_handler(|| {
-        conversation::remove_pending_files();
-        batch::interrupted();
-        output::interrupted();
-        std::process::exit(i32::from(ExitKind::Interrupted.code()));
-    });
+    // Parsed first: `--version`, `--help` and usage errors exit here without paying
+    // for the Ctrl-C handler's thread.
     let matches = cli::Cli::command().get_matches();
     // Which arguments the user typed (not environment or defaults): only these
     // override the fields of a --request body.
@@ -49,6 +43,14 @@ fn main() -> ExitCode {
         .map(|id| id.to_string())
         .collect();
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Ctrl-C: what already reached stdout stays; the rest of the answer is dropped.
+    // Exiting from the handler thread skips destructors, so no partial file is written.
+    let _ = ctrlc::set_handler(|| {
+        conversation::remove_pending_files();
+        batch::interrupted();
+        output::interrupted();
+        std::process::exit(i32::from(ExitKind::Interrupted.code()));
+    });
     match run::run(cli, explicit) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => exit_for(&err),
