@@ -33,11 +33,24 @@ pub struct Accumulator {
     json_buffers: Vec<Option<String>>,
     stopped: Vec<bool>,
     complete: bool,
+    /// Text and thinking deltas are reported but not kept (see [`Self::without_text`]).
+    drop_text: bool,
 }
 
 impl Accumulator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For a caller that prints text and thinking as they arrive and needs neither
+    /// afterwards: their deltas still come out as updates, but the message's blocks
+    /// keep the text and thinking they started with, so memory does not grow with
+    /// the answer. Everything else (tool input, stop reason, usage) is kept.
+    pub fn without_text() -> Self {
+        Accumulator {
+            drop_text: true,
+            ..Self::default()
+        }
     }
 
     /// The message so far (after `message_start`).
@@ -93,12 +106,16 @@ impl Accumulator {
         match delta.kind {
             fast::Kind::Text if block_type == Some("text") => {
                 let text = delta.text.into_owned();
-                append(block, "text", &text);
+                if !self.drop_text {
+                    append(block, "text", &text);
+                }
                 Some(Update::TextDelta(index, text))
             }
             fast::Kind::Thinking if block_type == Some("thinking") => {
                 let text = delta.text.into_owned();
-                append(block, "thinking", &text);
+                if !self.drop_text {
+                    append(block, "thinking", &text);
+                }
                 Some(Update::ThinkingDelta(index, text))
             }
             fast::Kind::InputJson if block.contains_key("input") => {
@@ -212,6 +229,7 @@ impl Accumulator {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
+        let keep_text = !self.drop_text;
         let block = self
             .content()?
             .get_mut(index)
@@ -222,12 +240,16 @@ impl Accumulator {
         let update = match (delta_type.as_str(), block_type) {
             ("text_delta", "text") => {
                 let text = take_str(delta, "text");
-                append(block, "text", &text);
+                if keep_text {
+                    append(block, "text", &text);
+                }
                 Update::TextDelta(index, text)
             }
             ("thinking_delta", "thinking") => {
                 let text = take_str(delta, "thinking");
-                append(block, "thinking", &text);
+                if keep_text {
+                    append(block, "thinking", &text);
+                }
                 Update::ThinkingDelta(index, text)
             }
             ("signature_delta", "thinking") => {
@@ -844,5 +866,38 @@ mod tests {
         events.push((Some("content_block_delta"), odd[0]));
         events.push((None, odd[0]));
         assert_paths_agree(&events);
+    }
+
+    #[test]
+    fn without_text_reports_the_same_and_keeps_the_rest() {
+        let fixtures: [&[u8]; 5] = [
+            include_bytes!("../tests/fixtures/text.sse"),
+            include_bytes!("../tests/fixtures/thinking.sse"),
+            include_bytes!("../tests/fixtures/tool.sse"),
+            include_bytes!("../tests/fixtures/tool_use.sse"),
+            include_bytes!("../tests/fixtures/truncated_tool.sse"),
+        ];
+        for bytes in fixtures {
+            let mut full = Accumulator::new();
+            let mut lean = Accumulator::without_text();
+            for (name, data) in fixture_events(bytes) {
+                assert_eq!(
+                    full.apply(name.as_deref(), &data),
+                    lean.apply(name.as_deref(), &data)
+                );
+            }
+            assert_eq!(full.is_complete(), lean.is_complete());
+            // The full message with text and thinking emptied is the lean one (every
+            // fixture starts its blocks with empty text).
+            let mut expected = full.into_message().unwrap();
+            for block in expected["content"].as_array_mut().unwrap() {
+                for key in ["text", "thinking"] {
+                    if block.get(key).is_some_and(Value::is_string) {
+                        block[key] = json!("");
+                    }
+                }
+            }
+            assert_eq!(lean.into_message().unwrap(), expected);
+        }
     }
 }

@@ -216,12 +216,18 @@ pub(crate) fn receive<W: Write>(
             .with_request_id(request_id)
     };
     if streaming && !is_json {
+        // A text or --events writer prints the answer as it comes; after the stream
+        // only the stop reason and usage are read, unless -c saves the whole reply.
+        // (The writer's mode, not config.output: batch collects through a JSON writer.)
+        let keep_text = config.conversation.is_some()
+            || matches!(writer.mode(), OutputMode::Json | OutputMode::Schema);
         return stream::consume(
             response.into_body().into_reader(),
             writer,
             request_id,
             read_error,
             first_bytes,
+            keep_text,
         );
     }
     let mut bytes = Vec::new();

@@ -18,14 +18,18 @@ use crate::sse::{SseEvent, SseParser};
 /// `read_error` describes a failed read (a timeout, a reset connection).
 /// `first_bytes` runs once, when the first bytes of the body arrive. Every failure
 /// names the response's `request_id`.
+/// Without `keep_text`, the returned message's text and thinking blocks stay empty:
+/// for a caller that printed them as they came, memory then stays flat however long
+/// the answer (see [`Accumulator::without_text`]).
 pub fn consume<R: Read, W: Write>(
     body: R,
     writer: &mut Writer<W>,
     request_id: Option<&str>,
     read_error: impl Fn(std::io::Error) -> Failure,
     first_bytes: impl FnMut(),
+    keep_text: bool,
 ) -> Result<Value, AttemptError> {
-    consume_body(body, writer, read_error, first_bytes).map_err(|e| match e {
+    consume_body(body, writer, read_error, first_bytes, keep_text).map_err(|e| match e {
         AttemptError::Retry(f) => AttemptError::Retry(f.with_request_id(request_id)),
         AttemptError::Fatal(e) => match e.downcast::<Failure>() {
             Ok(f) => AttemptError::Fatal(f.with_request_id(request_id).into()),
@@ -39,9 +43,14 @@ fn consume_body<R: Read, W: Write>(
     writer: &mut Writer<W>,
     read_error: impl Fn(std::io::Error) -> Failure,
     mut first_bytes: impl FnMut(),
+    keep_text: bool,
 ) -> Result<Value, AttemptError> {
     let mut parser = SseParser::new();
-    let mut acc = Accumulator::new();
+    let mut acc = if keep_text {
+        Accumulator::new()
+    } else {
+        Accumulator::without_text()
+    };
     let mut events = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     // The first bytes, kept to describe a body that turns out not to be a stream.
@@ -189,6 +198,14 @@ mod tests {
     use super::*;
 
     fn run(body: &[u8], mode: OutputMode) -> (Result<Value, AttemptError>, String) {
+        run_keeping(body, mode, true)
+    }
+
+    fn run_keeping(
+        body: &[u8],
+        mode: OutputMode,
+        keep_text: bool,
+    ) -> (Result<Value, AttemptError>, String) {
         let mut writer = Writer::new(Vec::new(), mode, false);
         let result = consume(
             body,
@@ -196,8 +213,30 @@ mod tests {
             Some("req_t"),
             |e| Failure::new(ExitKind::Network, e.to_string()),
             || {},
+            keep_text,
         );
         (result, String::from_utf8(writer.into_inner()).unwrap())
+    }
+
+    #[test]
+    fn dropping_text_changes_no_output_and_keeps_stop_and_usage() {
+        for body in [
+            &include_bytes!("../tests/fixtures/text.sse")[..],
+            include_bytes!("../tests/fixtures/thinking.sse"),
+            include_bytes!("../tests/fixtures/tool_use.sse"),
+        ] {
+            for mode in [OutputMode::Text, OutputMode::Events] {
+                let (kept, kept_out) = run_keeping(body, mode, true);
+                let (lean, lean_out) = run_keeping(body, mode, false);
+                assert_eq!(kept_out, lean_out);
+                let (Ok(kept), Ok(lean)) = (kept, lean) else {
+                    panic!("both streams are complete");
+                };
+                for key in ["stop_reason", "stop_sequence", "usage", "id", "model"] {
+                    assert_eq!(kept.get(key), lean.get(key), "{key}");
+                }
+            }
+        }
     }
 
     #[test]

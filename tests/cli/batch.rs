@@ -375,6 +375,68 @@ fn lines_override_flags_and_files_are_prepended() {
     );
 }
 
+/// `message_for(prompt)` as an event stream, its text in two deltas.
+fn stream_for(prompt: &str) -> String {
+    let text = format!("echo: {prompt}");
+    let (a, b) = text.split_at(text.len() / 2);
+    let start = json!({"type":"message_start","message":{"id":format!("msg_{}", prompt.len()),
+        "type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,
+        "stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}});
+    let delta = |t: &str| json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":t}});
+    let events = [
+        ("message_start", start),
+        (
+            "content_block_start",
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+        ),
+        ("content_block_delta", delta(a)),
+        ("content_block_delta", delta(b)),
+        (
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":0}),
+        ),
+        (
+            "message_delta",
+            json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}}),
+        ),
+        ("message_stop", json!({"type":"message_stop"})),
+    ];
+    events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
+
+#[test]
+fn streamed_answers_are_collected_whole() {
+    // In the default text mode a single call prints text as it streams and keeps none of
+    // it; a batch line's message must still carry its text.
+    let server = TestServer::start(|prompt, _| Reply {
+        status: 200,
+        headers: vec![("content-type", "text/event-stream".into())],
+        body: stream_for(prompt),
+        delay: Duration::ZERO,
+        hang_up: false,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "in.jsonl", "\"first\"\n\"second\"\n");
+    let assert = run(batch_cmd(&server, &path)).code(0);
+    assert_eq!(
+        lines(&stdout_of(&assert)),
+        lines(&format!(
+            "{}\n{}\n",
+            ok_line(Value::Null, 0, "first"),
+            ok_line(Value::Null, 1, "second")
+        ))
+    );
+    assert!(
+        server
+            .hits()
+            .iter()
+            .all(|h| h.body["stream"] == json!(true))
+    );
+}
+
 #[test]
 fn input_from_stdin_and_api_errors_in_lines() {
     let server = TestServer::start(|prompt, _| match prompt {
