@@ -2,7 +2,7 @@
 //! connection at a time, and bounded: it exits by itself after `--max-requests`
 //! requests or `--max-seconds` seconds, whichever comes first.
 //!
-//!     cargo run --release --example mock_server -- [--port P] [--max-requests N] [--max-seconds S]
+//!     cargo run --release --example mock_server -- [--port P] [--max-requests N] [--max-seconds S] [--log PATH]
 //!
 //! The first line on stdout is the base URL to use (`http://127.0.0.1:PORT`). What a
 //! request gets is chosen by `key=value` segments in front of `/v1/messages`, so one
@@ -18,19 +18,29 @@
 //! A request whose JSON body has `"stream": true` gets an event stream (chunked, one
 //! chunk per event, written at full speed through a 64 KiB buffer); any other request
 //! gets the whole message as JSON. The wire bytes of each stream shape are built once.
+//!
+//! With `--log PATH`, every stream that pauses appends one line to PATH: the wall-clock
+//! time (ns since the Unix epoch) just before its first delta was written, for
+//! `bench_probe first-byte --server-log PATH`.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
 fn main() {
     let mut port = 0u16;
     let mut max_requests = 1000u64;
     let mut max_seconds = 600u64;
     let mut verbose = false;
+    let mut log: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--log" {
+            log = Some(args.next().unwrap_or_else(|| usage(&arg)).into());
+            continue;
+        }
         let mut value = || {
             args.next()
                 .and_then(|v| v.parse::<u64>().ok())
@@ -70,7 +80,7 @@ fn main() {
         };
         served += 1;
         let started = Instant::now();
-        match serve(conn, &mut streams) {
+        match serve(conn, &mut streams, log.as_deref()) {
             Ok(what) if verbose => eprintln!("mock_server: {what} in {:?}", started.elapsed()),
             Ok(_) => {}
             Err(e) => eprintln!("mock_server: request {served}: {e}"),
@@ -83,7 +93,7 @@ fn main() {
 
 fn usage(arg: &str) -> ! {
     eprintln!(
-        "mock_server: bad argument {arg:?}\nusage: mock_server [--port P] [--max-requests N] [--max-seconds S] [-v]"
+        "mock_server: bad argument {arg:?}\nusage: mock_server [--port P] [--max-requests N] [--max-seconds S] [--log PATH] [-v]"
     );
     std::process::exit(2);
 }
@@ -122,6 +132,7 @@ fn params(path: &str) -> Option<Params> {
 fn serve(
     mut conn: TcpStream,
     streams: &mut HashMap<(usize, usize), Stream>,
+    log: Option<&std::path::Path>,
 ) -> std::io::Result<String> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     conn.set_nodelay(true)?;
@@ -157,10 +168,22 @@ fn serve(
     )?;
     conn.write_all(&stream.head)?;
     std::thread::sleep(p.pause);
+    let first_delta_at = SystemTime::now();
     // The body is already chunk-framed; writing it in 64 KiB pieces is what a buffered
     // server does.
     for piece in stream.rest.chunks(64 * 1024) {
         conn.write_all(piece)?;
+    }
+    if let Some(path) = log.filter(|_| !p.pause.is_zero()) {
+        let ns = first_delta_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(file, "{ns}")?;
     }
     Ok(format!(
         "stream of {} deltas, {} bytes",
