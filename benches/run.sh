@@ -144,7 +144,8 @@ m_text=$(peak_kb 3 "$bin" --no-stdin --base-url "$url" hi)
 m_text200=$(peak_kb 3 "$bin" --no-stdin --base-url "$url200" hi)
 m_json=$(peak_kb 3 "$bin" --no-stdin --json --base-url "$url" hi)
 m_json200=$(peak_kb 3 "$bin" --no-stdin --json --base-url "$url200" hi)
-mb() { awk -v k="$1" 'BEGIN { if (k == "n/a") print "n/a"; else printf "%.1f", k / 1024 }'; }
+# GNU time reports KiB; the table says MB (10^6 bytes), like the targets.
+mb() { awk -v k="$1" 'BEGIN { if (k == "n/a") print "n/a"; else printf "%.1f", k * 1024 / 1e6 }'; }
 row "peak RSS, text, 20k deltas" "$(mb "$m_text") MB" "$(mb "$m_curl") MB" "$(ratio "$m_text" "$m_curl")" "≤ 10 MB" "$(verdict "$(mb "$m_text")" 10)"
 g=$(ratio "$m_text200" "$m_text")
 row "peak RSS, text, 200k / 20k deltas" "$(mb "$m_text200") MB" "$(mb "$m_text") MB" "$g" "≤ 1.10" "$(verdict "$g" 1.10)"
