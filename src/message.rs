@@ -166,7 +166,11 @@ impl Accumulator {
                 .filter(Value::is_object)
                 .ok_or_else(|| Malformed("message_start without a message object".into()))?;
             self.message = Some(message);
-            self.content()?; // content must be an array from the start
+            // Content must be an array from the start. Blocks already in it (a gateway
+            // echoing a prefill) arrived whole: their bookkeeping starts as complete.
+            let blocks = self.content()?.len();
+            self.json_buffers = vec![None; blocks];
+            self.stopped = vec![true; blocks];
             return Ok(Update::MessageStart);
         }
         if self.message.is_none() {
@@ -272,9 +276,10 @@ impl Accumulator {
             }
             ("input_json_delta", _) if block.contains_key("input") => {
                 let part = take_str(delta, "partial_json");
-                self.json_buffers[index]
-                    .get_or_insert_with(String::new)
-                    .push_str(&part);
+                let buffer = self.json_buffers.get_mut(index).ok_or_else(|| {
+                    Malformed(format!("content_block_delta for unknown index {index}"))
+                })?;
+                buffer.get_or_insert_with(String::new).push_str(&part);
                 Update::Nothing
             }
             _ => Update::Nothing,
@@ -284,12 +289,12 @@ impl Accumulator {
 
     fn block_stop(&mut self, event: &Value) -> Result<Update, Malformed> {
         let index = index_of(event)?;
+        let unknown = || Malformed(format!("content_block_stop for unknown index {index}"));
+        let json = self.json_buffers.get_mut(index).ok_or_else(unknown)?.take();
         if index >= self.stopped.len() {
-            return Err(Malformed(format!(
-                "content_block_stop for unknown index {index}"
-            )));
+            return Err(unknown());
         }
-        if let Some(json) = self.json_buffers[index].take()
+        if let Some(json) = json
             && !json.trim().is_empty()
         {
             let input: Value = serde_json::from_str(&json).map_err(|e| {
@@ -305,7 +310,9 @@ impl Accumulator {
                 block.insert("input".into(), input);
             }
         }
-        self.stopped[index] = true;
+        if let Some(stopped) = self.stopped.get_mut(index) {
+            *stopped = true;
+        }
         Ok(Update::BlockStop(index))
     }
 
@@ -701,6 +708,29 @@ mod tests {
         let m = acc.into_message().unwrap();
         assert_eq!(m["content"][1]["input"], json!({}));
         assert_eq!(m["stop_reason"], "max_tokens");
+    }
+
+    #[test]
+    fn blocks_present_at_message_start_are_addressable() {
+        // A gateway may echo a prefill in message_start; deltas to it must not panic.
+        let mut acc = Accumulator::new();
+        acc.apply(
+            Some("message_start"),
+            r#"{"message":{"content":[{"type":"tool_use","id":"t","name":"n","input":{}}]}}"#,
+        )
+        .unwrap();
+        acc.apply(
+            Some("content_block_delta"),
+            r#"{"index":0,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#,
+        )
+        .unwrap();
+        acc.apply(Some("content_block_stop"), r#"{"index":0}"#)
+            .unwrap();
+        assert_eq!(acc.block(0).unwrap()["input"], json!({"a": 1}));
+        assert!(
+            acc.apply(Some("content_block_stop"), r#"{"index":5}"#)
+                .is_err()
+        );
     }
 
     #[test]

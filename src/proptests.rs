@@ -92,6 +92,70 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// A content block of a known or unknown type, with or without its usual fields.
+fn block() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![
+            Just("text"),
+            Just("thinking"),
+            Just("tool_use"),
+            Just("server_tool_use"),
+            Just("fallback")
+        ],
+        any::<bool>(),
+        json_value(),
+    )
+        .prop_map(|(kind, complete, extra)| {
+            let mut b = json!({"type": kind, "extra": extra});
+            if complete {
+                b["text"] = json!("");
+                b["thinking"] = json!("");
+                b["input"] = json!({});
+                b["citations"] = json!(null);
+            }
+            b
+        })
+}
+
+/// One event: a name and a payload of roughly the right shape, index in 0..4.
+fn event() -> impl Strategy<Value = (&'static str, Value)> {
+    let delta_type = prop_oneof![
+        Just("text_delta"),
+        Just("thinking_delta"),
+        Just("input_json_delta"),
+        Just("signature_delta"),
+        Just("citations_delta"),
+        Just("future_delta"),
+    ];
+    prop_oneof![
+        (0u64..4, block()).prop_map(|(i, b)| (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": i, "content_block": b})
+        )),
+        (0u64..4, delta_type, json_value(), ".{0,6}").prop_map(|(i, t, v, text)| (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": i, "delta": {
+                "type": t, "text": text, "thinking": text, "partial_json": text,
+                "signature": text, "citation": v}})
+        )),
+        (0u64..4).prop_map(|i| (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": i})
+        )),
+        (json_value(), json_value()).prop_map(|(d, u)| (
+            "message_delta",
+            json!({"type": "message_delta", "delta": d, "usage": u})
+        )),
+        json_value().prop_map(|v| (
+            "message_start",
+            json!({"type": "message_start", "message": v})
+        )),
+        Just(("message_stop", json!({"type": "message_stop"}))),
+        Just(("ping", json!({"type": "ping"}))),
+        json_value().prop_map(|v| ("error", json!({"type": "error", "error": v}))),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -102,23 +166,22 @@ proptest! {
         let _ = accumulate(&events);
     }
 
+    /// Well-formed JSON in every event, plausible shapes, wrong in any way: blocks of
+    /// any type already in `message_start`, deltas of any type to any index, stops
+    /// for blocks that never started. The accumulator may refuse; it must not panic.
     #[test]
-    fn arbitrary_events_never_panic(
-        names in prop::collection::vec(prop_oneof![
-            Just("message_start"), Just("content_block_start"), Just("content_block_delta"),
-            Just("content_block_stop"), Just("message_delta"), Just("message_stop"),
-            Just("error"), Just("ping")], 1..20),
-        data in prop::collection::vec(json_value(), 20),
-        index in prop::collection::vec(0u64..3, 20),
+    fn arbitrary_event_sequences_never_panic(
+        start_blocks in prop::collection::vec(block(), 0..3),
+        events in prop::collection::vec(event(), 0..24),
     ) {
         let mut acc = Accumulator::new();
-        for (i, name) in names.iter().enumerate() {
-            let mut d = data[i].clone();
-            if let Value::Object(m) = &mut d {
-                m.insert("index".into(), json!(index[i]));
-            }
-            let _ = acc.apply(Some(name), &d.to_string());
+        let start = json!({"type": "message_start", "message": {"id": "m", "content": start_blocks}});
+        prop_assert!(acc.apply(Some("message_start"), &start.to_string()).is_ok());
+        for (name, data) in &events {
+            let _ = acc.apply(Some(name), &data.to_string());
+            let _ = acc.apply(None, &data.to_string());
         }
+        prop_assert!(acc.message().is_some_and(Value::is_object));
     }
 
     #[test]
