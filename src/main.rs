@@ -34,7 +34,10 @@ fn main() -> ExitCode {
     }));
     // Parsed first: `--version`, `--help` and usage errors exit here without paying
     // for the Ctrl-C handler's thread.
-    let matches = cli::Cli::command().get_matches();
+    let matches = match cli::Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return usage_error(e),
+    };
     // Which arguments the user typed (not environment or defaults): only these
     // override the fields of a --request body.
     let explicit = matches
@@ -55,6 +58,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => exit_for(&err),
     }
+}
+
+/// `--help` and `--version` print as clap renders them; a usage error becomes one line
+/// like every other error (clap's first line, and its tip if it has one), exit 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Keep what helps fix the command: clap's tip and the possible values.
+    let extra: String = lines
+        .filter_map(|l| {
+            l.strip_prefix("tip: ")
+                .or_else(|| l.strip_prefix('[')?.strip_suffix(']'))
+        })
+        .map(|t| format!(" ({t})"))
+        .collect();
+    output::error(&one_line(&format!("{first}{extra}; see cs-msg --help")));
+    ExitCode::from(ExitKind::Usage.code())
 }
 
 /// Prints the error as one line and picks the exit code. A closed stdout is not an

@@ -217,17 +217,36 @@ fn invalid_utf8_on_stdin_exits_2() {
 }
 
 #[test]
-fn bad_flags_exit_2() {
-    for args in [
-        vec!["--temperature", "1.5", "q"],
-        vec!["--max-tokens", "0", "q"],
-        vec!["--no-such-flag"],
-        vec!["-s", "a", "--system-file", "b", "q"],
-        vec!["--events", "--no-stream", "q"],
+fn bad_flags_exit_2_with_one_line_naming_the_flag() {
+    for (args, expected) in [
+        (
+            vec!["--temperature", "1.5", "q"],
+            "cs-msg: invalid value '1.5' for '--temperature <T>': 1.5 is not between 0.0 and 1.0; see cs-msg --help\n",
+        ),
+        (
+            vec!["--max-tokens", "0", "q"],
+            "cs-msg: invalid value '0' for '--max-tokens <N>': 0 is not in 1..=4294967295; see cs-msg --help\n",
+        ),
+        (
+            vec!["--no-such-flag"],
+            "cs-msg: unexpected argument '--no-such-flag' found (to pass '--no-such-flag' as a value, use '-- --no-such-flag'); see cs-msg --help\n",
+        ),
+        (
+            vec!["-s", "a", "--system-file", "b", "q"],
+            "cs-msg: the argument '--system <TEXT>' cannot be used with '--system-file <PATH>'; see cs-msg --help\n",
+        ),
+        (
+            vec!["--events", "--no-stream", "q"],
+            "cs-msg: the argument '--events' cannot be used with '--no-stream'; see cs-msg --help\n",
+        ),
+        (
+            vec!["--effort", "extreme", "q"],
+            "cs-msg: invalid value 'extreme' for '--effort <LEVEL>' (possible values: low, medium, high, max); see cs-msg --help\n",
+        ),
     ] {
         let mut c = cmd();
         c.args(&args);
-        run(c).code(2).stdout("");
+        run(c).code(2).stdout("").stderr(expected);
     }
 }
 
