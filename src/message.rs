@@ -773,16 +773,18 @@ mod tests {
         events.into_iter().map(|e| (e.name, e.data)).collect()
     }
 
+    /// Every recorded stream in tests/fixtures.
+    const STREAM_FIXTURES: [&[u8]; 5] = [
+        include_bytes!("../tests/fixtures/text.sse"),
+        include_bytes!("../tests/fixtures/thinking.sse"),
+        include_bytes!("../tests/fixtures/tool.sse"),
+        include_bytes!("../tests/fixtures/tool_use.sse"),
+        include_bytes!("../tests/fixtures/truncated_tool.sse"),
+    ];
+
     #[test]
     fn fast_path_matches_the_value_path_on_every_fixture() {
-        let fixtures: [&[u8]; 5] = [
-            include_bytes!("../tests/fixtures/text.sse"),
-            include_bytes!("../tests/fixtures/thinking.sse"),
-            include_bytes!("../tests/fixtures/tool.sse"),
-            include_bytes!("../tests/fixtures/tool_use.sse"),
-            include_bytes!("../tests/fixtures/truncated_tool.sse"),
-        ];
-        for bytes in fixtures {
+        for bytes in STREAM_FIXTURES {
             let events = fixture_events(bytes);
             let named: Vec<_> = events
                 .iter()
@@ -900,14 +902,7 @@ mod tests {
 
     #[test]
     fn without_text_reports_the_same_and_keeps_the_rest() {
-        let fixtures: [&[u8]; 5] = [
-            include_bytes!("../tests/fixtures/text.sse"),
-            include_bytes!("../tests/fixtures/thinking.sse"),
-            include_bytes!("../tests/fixtures/tool.sse"),
-            include_bytes!("../tests/fixtures/tool_use.sse"),
-            include_bytes!("../tests/fixtures/truncated_tool.sse"),
-        ];
-        for bytes in fixtures {
+        for bytes in STREAM_FIXTURES {
             let mut full = Accumulator::new();
             let mut lean = Accumulator::without_text();
             for (name, data) in fixture_events(bytes) {
