@@ -21,14 +21,14 @@ Register-ArgumentCompleter -Native -CommandName 'cs-msg' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'cs-msg' {
-            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Attach a file (text, PNG, JPEG, GIF, WebP or PDF; `-` = stdin); repeatable')
-            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Attach a file (text, PNG, JPEG, GIF, WebP or PDF; `-` = stdin); repeatable')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Attach a file: text, image or PDF (`-` = stdin); repeatable')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'Attach a file: text, image or PDF (`-` = stdin); repeatable')
             [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'System prompt')
             [CompletionResult]::new('--system', '--system', [CompletionResultType]::ParameterName, 'System prompt')
             [CompletionResult]::new('--system-file', '--system-file', [CompletionResultType]::ParameterName, 'Read the system prompt from a file')
             [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'Prior turns: a JSON array of messages; this turn, if any, is appended')
-            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Multi-turn chat kept in PATH: read it, append this turn and the reply, save it')
-            [CompletionResult]::new('--conversation', '--conversation', [CompletionResultType]::ParameterName, 'Multi-turn chat kept in PATH: read it, append this turn and the reply, save it')
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Chat kept in a file: its turns are sent, the reply is saved')
+            [CompletionResult]::new('--conversation', '--conversation', [CompletionResultType]::ParameterName, 'Chat kept in a file: its turns are sent, the reply is saved')
             [CompletionResult]::new('--request', '--request', [CompletionResultType]::ParameterName, 'Send a complete request body (`-` = stdin); flags given here override its fields')
             [CompletionResult]::new('-m', '-m', [CompletionResultType]::ParameterName, 'Model id, sent verbatim')
             [CompletionResult]::new('--model', '--model', [CompletionResultType]::ParameterName, 'Model id, sent verbatim')
@@ -42,7 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'cs-msg' -ScriptBlock {
             [CompletionResult]::new('--beta', '--beta', [CompletionResultType]::ParameterName, 'Enable a beta feature (anthropic-beta header); repeatable')
             [CompletionResult]::new('--tools', '--tools', [CompletionResultType]::ParameterName, 'Tool definitions: a JSON file holding an array of tools')
             [CompletionResult]::new('--tool-choice', '--tool-choice', [CompletionResultType]::ParameterName, 'Which tool the model may use: auto, any, none, or a tool NAME')
-            [CompletionResult]::new('--schema', '--schema', [CompletionResultType]::ParameterName, 'Structured output: print one JSON object matching this JSON Schema (file or inline)')
+            [CompletionResult]::new('--schema', '--schema', [CompletionResultType]::ParameterName, 'Print one JSON object matching this JSON Schema (file or inline)')
             [CompletionResult]::new('--thinking', '--thinking', [CompletionResultType]::ParameterName, 'Extended thinking: `adaptive`, or a token budget N (at least 1024)')
             [CompletionResult]::new('--effort', '--effort', [CompletionResultType]::ParameterName, 'How much effort the model spends (output_config.effort)')
             [CompletionResult]::new('--base-url', '--base-url', [CompletionResultType]::ParameterName, 'API base URL (without /v1)')

@@ -18,14 +18,14 @@ set edit:completion:arg-completer[cs-msg] = {|@words|
     }
     var completions = [
         &'cs-msg'= {
-            cand -f 'Attach a file (text, PNG, JPEG, GIF, WebP or PDF; `-` = stdin); repeatable'
-            cand --file 'Attach a file (text, PNG, JPEG, GIF, WebP or PDF; `-` = stdin); repeatable'
+            cand -f 'Attach a file: text, image or PDF (`-` = stdin); repeatable'
+            cand --file 'Attach a file: text, image or PDF (`-` = stdin); repeatable'
             cand -s 'System prompt'
             cand --system 'System prompt'
             cand --system-file 'Read the system prompt from a file'
             cand --messages 'Prior turns: a JSON array of messages; this turn, if any, is appended'
-            cand -c 'Multi-turn chat kept in PATH: read it, append this turn and the reply, save it'
-            cand --conversation 'Multi-turn chat kept in PATH: read it, append this turn and the reply, save it'
+            cand -c 'Chat kept in a file: its turns are sent, the reply is saved'
+            cand --conversation 'Chat kept in a file: its turns are sent, the reply is saved'
             cand --request 'Send a complete request body (`-` = stdin); flags given here override its fields'
             cand -m 'Model id, sent verbatim'
             cand --model 'Model id, sent verbatim'
@@ -39,7 +39,7 @@ set edit:completion:arg-completer[cs-msg] = {|@words|
             cand --beta 'Enable a beta feature (anthropic-beta header); repeatable'
             cand --tools 'Tool definitions: a JSON file holding an array of tools'
             cand --tool-choice 'Which tool the model may use: auto, any, none, or a tool NAME'
-            cand --schema 'Structured output: print one JSON object matching this JSON Schema (file or inline)'
+            cand --schema 'Print one JSON object matching this JSON Schema (file or inline)'
             cand --thinking 'Extended thinking: `adaptive`, or a token budget N (at least 1024)'
             cand --effort 'How much effort the model spends (output_config.effort)'
             cand --base-url 'API base URL (without /v1)'

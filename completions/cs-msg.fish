@@ -1,8 +1,8 @@
-complete -c cs-msg -s f -l file -d 'Attach a file (text, PNG, JPEG, GIF, WebP or PDF; `-` = stdin); repeatable' -r -F
+complete -c cs-msg -s f -l file -d 'Attach a file: text, image or PDF (`-` = stdin); repeatable' -r -F
 complete -c cs-msg -s s -l system -d 'System prompt' -r
 complete -c cs-msg -l system-file -d 'Read the system prompt from a file' -r -F
 complete -c cs-msg -l messages -d 'Prior turns: a JSON array of messages; this turn, if any, is appended' -r -F
-complete -c cs-msg -s c -l conversation -d 'Multi-turn chat kept in PATH: read it, append this turn and the reply, save it' -r -F
+complete -c cs-msg -s c -l conversation -d 'Chat kept in a file: its turns are sent, the reply is saved' -r -F
 complete -c cs-msg -l request -d 'Send a complete request body (`-` = stdin); flags given here override its fields' -r -F
 complete -c cs-msg -s m -l model -d 'Model id, sent verbatim' -r
 complete -c cs-msg -l max-tokens -d 'Maximum number of tokens to generate' -r
@@ -14,7 +14,7 @@ complete -c cs-msg -l metadata-user-id -d 'Opaque end-user id sent as metadata.u
 complete -c cs-msg -l beta -d 'Enable a beta feature (anthropic-beta header); repeatable' -r
 complete -c cs-msg -l tools -d 'Tool definitions: a JSON file holding an array of tools' -r -F
 complete -c cs-msg -l tool-choice -d 'Which tool the model may use: auto, any, none, or a tool NAME' -r
-complete -c cs-msg -l schema -d 'Structured output: print one JSON object matching this JSON Schema (file or inline)' -r
+complete -c cs-msg -l schema -d 'Print one JSON object matching this JSON Schema (file or inline)' -r
 complete -c cs-msg -l thinking -d 'Extended thinking: `adaptive`, or a token budget N (at least 1024)' -r
 complete -c cs-msg -l effort -d 'How much effort the model spends (output_config.effort)' -r -f -a "low\t''
 medium\t''

@@ -11,8 +11,7 @@ Examples:
   echo \"Explain SSE in one line\" | cs-msg -m claude-haiku-4.5
   git diff | cs-msg -s \"Write a commit message\" --max-tokens 200
   cs-msg -f notes.md -f todo.txt \"What is missing from the todo list?\"
-  cs-msg --json \"hi\" | jq -r '.content[0].text'
-  cs-msg --schema person.json \"Ada Lovelace, born 1815 in London\" | jq .born";
+  cs-msg --json \"hi\" | jq -r '.content[0].text'";
 
 /// Examples under --help: every pipeline use.
 pub const EXAMPLES_LONG: &str = "\
@@ -82,7 +81,7 @@ pub struct Cli {
     pub prompt: Vec<String>,
 
     // ---- Input ----
-    /// Attach a file (text, PNG, JPEG, GIF, WebP or PDF; `-` = stdin); repeatable
+    /// Attach a file: text, image or PDF (`-` = stdin); repeatable
     #[arg(short = 'f', long = "file", value_name = "PATH", help_heading = "Input",
           value_hint = clap::ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
@@ -111,7 +110,7 @@ pub struct Cli {
           value_hint = clap::ValueHint::FilePath, hide_short_help = true)]
     pub messages: Option<PathBuf>,
 
-    /// Multi-turn chat kept in PATH: read it, append this turn and the reply, save it
+    /// Chat kept in a file: its turns are sent, the reply is saved
     #[arg(short = 'c', long, value_name = "PATH", help_heading = "Input",
           value_hint = clap::ValueHint::FilePath)]
     pub conversation: Option<PathBuf>,
@@ -141,7 +140,7 @@ pub struct Cli {
 
     /// Sampling temperature, 0.0 to 1.0
     #[arg(short = 't', long, value_name = "T", value_parser = unit_interval,
-          help_heading = "Generation")]
+          help_heading = "Generation", hide_short_help = true)]
     pub temperature: Option<f64>,
 
     /// Nucleus sampling, 0.0 to 1.0
@@ -182,7 +181,7 @@ pub struct Cli {
 
     /// Tool definitions: a JSON file holding an array of tools
     #[arg(long, value_name = "PATH", help_heading = "Generation",
-          value_hint = clap::ValueHint::FilePath)]
+          value_hint = clap::ValueHint::FilePath, hide_short_help = true)]
     pub tools: Option<PathBuf>,
 
     /// Which tool the model may use: auto, any, none, or a tool NAME
@@ -194,7 +193,7 @@ pub struct Cli {
     )]
     pub tool_choice: Option<String>,
 
-    /// Structured output: print one JSON object matching this JSON Schema (file or inline)
+    /// Print one JSON object matching this JSON Schema (file or inline)
     #[arg(long, value_name = "PATH|JSON", help_heading = "Generation",
           conflicts_with_all = ["tools", "tool_choice", "conversation", "events", "json"])]
     pub schema: Option<String>,
@@ -286,7 +285,8 @@ pub struct Cli {
         env = "CS_MSG_BASE_URL",
         default_value = "https://api2.claudestore.store",
         value_name = "URL",
-        help_heading = "Network"
+        help_heading = "Network",
+        hide_short_help = true
     )]
     pub base_url: String,
 
