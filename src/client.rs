@@ -326,8 +326,11 @@ impl RateGate {
     }
 
     /// Sleeps until the pause is over (also when it is extended meanwhile), but not
-    /// past `deadline`.
+    /// past `deadline`. Workers that waited then stagger their restart by up to a
+    /// quarter of the pause (at most 1 s), so they do not all hit the gateway in the
+    /// same instant that it asked them to slow down.
     pub fn wait(&self, deadline: Option<Instant>) {
+        let started = Instant::now();
         loop {
             let now = Instant::now();
             let mut left = self.remaining(now);
@@ -335,9 +338,18 @@ impl RateGate {
                 left = left.min(d.saturating_duration_since(now));
             }
             if left.is_zero() {
-                return;
+                break;
             }
             std::thread::sleep(left);
+        }
+        let waited = started.elapsed();
+        if !waited.is_zero() && self.remaining(Instant::now()).is_zero() {
+            let stagger = (waited / 4).min(Duration::from_secs(1)).mul_f64(jitter());
+            let stagger = match deadline {
+                Some(d) => stagger.min(d.saturating_duration_since(Instant::now())),
+                None => stagger,
+            };
+            std::thread::sleep(stagger);
         }
     }
 
@@ -576,6 +588,31 @@ mod tests {
         let t = Instant::now();
         gate.wait(Some(t + Duration::from_millis(20)));
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn gate_holds_every_waiter_for_the_pause_and_staggers_the_restart() {
+        let gate = Arc::new(RateGate::default());
+        let start = Instant::now();
+        gate.pause_until(start + Duration::from_millis(200));
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let gate = Arc::clone(&gate);
+                std::thread::spawn(move || {
+                    gate.wait(None);
+                    start.elapsed()
+                })
+            })
+            .collect();
+        for w in waiters {
+            let waited = w.join().unwrap();
+            // Never before the pause ends; the stagger adds at most a quarter of it.
+            assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        }
+        // Nothing to wait for: no pause, no stagger.
+        let t = Instant::now();
+        RateGate::default().wait(None);
+        assert!(t.elapsed() < Duration::from_millis(50));
     }
 
     #[test]
