@@ -24,7 +24,7 @@ use crate::client::{Client, RateGate};
 use crate::config::{Config, InputSpec, OutputMode, io_reason};
 use crate::error::{ExitKind, Failure, one_line, usage};
 use crate::output::{self, Writer};
-use crate::{conversation, input, request, run};
+use crate::{conversation, input, request, run, tools};
 
 pub const DEFAULT_JOBS: u16 = 4;
 
@@ -79,7 +79,7 @@ impl Spec {
 
 /// The fields an input line may hold: `id`, the user turn, and the request fields
 /// that override the command line for that line.
-const LINE_FIELDS: [&str; 11] = [
+const LINE_FIELDS: [&str; 14] = [
     "id",
     "prompt",
     "messages",
@@ -91,6 +91,9 @@ const LINE_FIELDS: [&str; 11] = [
     "top_k",
     "stop_sequences",
     "metadata",
+    "tools",
+    "tool_choice",
+    "thinking",
 ];
 
 /// A failed line's exit code, most important first (DESIGN.md §7: an auth failure
@@ -675,6 +678,9 @@ fn request_body(line: &Value, template: &Template) -> Result<Vec<u8>, String> {
         if matches!(key.as_str(), "id" | "prompt" | "messages") {
             continue;
         }
+        if config.schema.is_some() && matches!(key.as_str(), "tools" | "tool_choice") {
+            return Err(format!("\"{key}\" cannot be set per line with --schema"));
+        }
         check_override(key, value)?;
         if value.is_null() {
             map.remove(key);
@@ -703,6 +709,29 @@ fn check_override(key: &str, value: &Value) -> Result<(), String> {
                     .is_some_and(|a| a.iter().all(Value::is_string))
         }
         "metadata" => value.is_null() || value.is_object(),
+        "tools" => {
+            if value.is_null() {
+                true
+            } else {
+                // The same checks as --tools, with the JSON path inside the field.
+                tools::check_tools(value.clone(), "\"tools\"").map_err(|e| e.to_string())?;
+                true
+            }
+        }
+        "tool_choice" => {
+            value.is_null()
+                || value
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| matches!(t, "auto" | "any" | "none" | "tool"))
+        }
+        "thinking" => {
+            value.is_null()
+                || value
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| matches!(t, "adaptive" | "enabled" | "disabled"))
+        }
         _ => false,
     };
     if ok {
@@ -716,6 +745,8 @@ fn check_override(key: &str, value: &Value) -> Result<(), String> {
         "top_k" => "a non-negative integer",
         "stop_sequences" => "an array of strings",
         "metadata" => "an object",
+        "tool_choice" => "an object with type auto, any, none or tool",
+        "thinking" => "an object with type adaptive, enabled or disabled",
         _ => "not a field a line may set",
     };
     Err(format!("\"{key}\" must be {expected}"))

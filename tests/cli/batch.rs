@@ -276,7 +276,7 @@ fn bad_lines_become_error_lines_and_the_batch_goes_on() {
     let assert = run(batch_cmd(&server, &path))
         .code(2)
         .stderr("cs-msg: 2 ok, 7 failed\n");
-    let allowed = "id, prompt, messages, system, model, max_tokens, temperature, top_p, top_k, stop_sequences, metadata";
+    let allowed = "id, prompt, messages, system, model, max_tokens, temperature, top_p, top_k, stop_sequences, metadata, tools, tool_choice, thinking";
     let expected = [
         ok_line(Value::Null, 0, "first"),
         err_line(
@@ -322,6 +322,36 @@ fn bad_lines_become_error_lines_and_the_batch_goes_on() {
         + "\n";
     assert_eq!(stdout_of(&assert), expected);
     assert_eq!(server.prompts(), ["first", "last"]);
+}
+
+#[test]
+fn lines_may_set_tools_tool_choice_and_thinking() {
+    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let dir = tempfile::tempdir().unwrap();
+    let tool = json!({"name": "lookup", "input_schema": {"type": "object"}});
+    let line = json!({"id": "t", "prompt": "with tools", "tools": [tool],
+                      "tool_choice": {"type": "any"}, "thinking": {"type": "adaptive"}});
+    let bad = json!({"id": "b", "prompt": "bad", "tools": [{"name": "no spaces allowed"}]});
+    let path = write(dir.path(), "in.jsonl", &format!("{line}\n{bad}\n"));
+    let mut c = batch_cmd(&server, &path);
+    c.arg("--no-stream");
+    let out = stdout_of(&run(c).code(2));
+    let body = server
+        .hits()
+        .iter()
+        .find(|h| h.prompt == "with tools")
+        .unwrap()
+        .body
+        .clone();
+    assert_eq!(body["tools"], json!([tool]));
+    assert_eq!(body["tool_choice"], json!({"type": "any"}));
+    assert_eq!(body["thinking"], json!({"type": "adaptive"}));
+    let second: Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(
+        second["error"]["message"],
+        "line 2: \"tools\": $[0].name: must be 1 to 128 characters of letters, digits, '_' or '-'"
+    );
+    assert_eq!(server.hits().len(), 1);
 }
 
 #[test]
