@@ -344,7 +344,7 @@ impl RateGate {
         }
         let waited = started.elapsed();
         if !waited.is_zero() && self.remaining(Instant::now()).is_zero() {
-            let stagger = (waited / 4).min(Duration::from_secs(1)).mul_f64(jitter());
+            let stagger = restart_stagger(waited, jitter());
             let stagger = match deadline {
                 Some(d) => stagger.min(d.saturating_duration_since(Instant::now())),
                 None => stagger,
@@ -454,6 +454,12 @@ pub fn backoff(initial: Duration, retries_taken: u32) -> Duration {
         .saturating_mul(2u32.saturating_pow(retries_taken))
         .min(MAX_BACKOFF);
     base.mul_f64(1.0 - 0.25 * jitter())
+}
+
+/// How long a worker that waited `waited` for a shared pause holds back before its
+/// restart: `share` (in [0, 1)) of a quarter of the pause, at most 1 s in all.
+fn restart_stagger(waited: Duration, share: f64) -> Duration {
+    (waited / 4).min(Duration::from_secs(1)).mul_f64(share)
 }
 
 /// A number in [0, 1) that differs between processes and calls; not cryptographic.
@@ -591,28 +597,16 @@ mod tests {
     }
 
     #[test]
-    fn gate_holds_every_waiter_for_the_pause_and_staggers_the_restart() {
-        let gate = Arc::new(RateGate::default());
-        let start = Instant::now();
-        gate.pause_until(start + Duration::from_millis(200));
-        let waiters: Vec<_> = (0..4)
-            .map(|_| {
-                let gate = Arc::clone(&gate);
-                std::thread::spawn(move || {
-                    gate.wait(None);
-                    start.elapsed()
-                })
-            })
-            .collect();
-        for w in waiters {
-            let waited = w.join().unwrap();
-            // Never before the pause ends; the stagger adds at most a quarter of it.
-            assert!(waited >= Duration::from_millis(200), "{waited:?}");
-        }
+    fn restart_stagger_is_a_bounded_share_of_the_pause() {
+        let ms = Duration::from_millis;
+        assert_eq!(restart_stagger(ms(400), 0.0), Duration::ZERO);
+        assert_eq!(restart_stagger(ms(400), 0.5), ms(50));
+        assert_eq!(restart_stagger(Duration::from_secs(60), 0.5), ms(500));
+        assert_eq!(restart_stagger(Duration::ZERO, 0.9), Duration::ZERO);
         // Nothing to wait for: no pause, no stagger.
         let t = Instant::now();
         RateGate::default().wait(None);
-        assert!(t.elapsed() < Duration::from_millis(50));
+        assert!(t.elapsed() < ms(50));
     }
 
     #[test]
