@@ -83,6 +83,31 @@ pub fn cut_before(stream: &str, marker: &str) -> String {
     stream[..at].to_owned()
 }
 
+/// A key file in `dir` holding `contents`, with Unix permissions `mode`, and a
+/// command that reads the key from it (and talks to `server`).
+pub fn key_file_cmd(
+    dir: &std::path::Path,
+    contents: &str,
+    mode: u32,
+    server: &ServerGuard,
+) -> (PathBuf, Command) {
+    let path = dir.join("key");
+    std::fs::write(&path, contents).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut c = cmd();
+    c.arg("--base-url")
+        .arg(server.url())
+        .arg("--api-key-file")
+        .arg(&path);
+    (path, c)
+}
+
 /// Runs the command and checks the key leaked nowhere.
 pub fn run(mut c: Command) -> Assert {
     let assert = c.assert();

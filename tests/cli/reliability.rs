@@ -394,33 +394,18 @@ fn loopback_and_no_proxy_hosts_bypass_the_proxy() {
 #[test]
 fn shared_key_file_warns_and_still_works() {
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("key");
-    std::fs::write(&key_file, KEY).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
     let mut server = mock_server();
     sse_mock(&mut server, text_stream(&["ok"]))
         .expect(2)
         .create();
-    let mut c = cmd();
-    c.arg("--base-url")
-        .arg(server.url())
-        .arg("--api-key-file")
-        .arg(&key_file)
-        .arg("q");
+    let (key_file, mut c) = key_file_cmd(dir.path(), KEY, 0o644, &server);
+    c.arg("q");
     run(c).success().stdout("ok\n").stderr(format!(
         "cs-msg: warning: {0} is readable by others (mode 644); run: chmod 600 {0}\n",
         key_file.display()
     ));
-    let mut c = cmd();
-    c.arg("--base-url")
-        .arg(server.url())
-        .arg("--api-key-file")
-        .arg(&key_file)
-        .args(["-q", "q"]);
+    let (_, mut c) = key_file_cmd(dir.path(), KEY, 0o644, &server);
+    c.args(["-q", "q"]);
     run(c).success().stderr("");
 }
 

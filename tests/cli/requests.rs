@@ -204,23 +204,12 @@ fn flags_override_environment() {
 #[test]
 fn api_key_file_is_read_and_trimmed() {
     let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("key");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
     let mut server = mock_server();
     let mock = sse_mock(&mut server, text_stream(&["ok"]))
         .match_header("x-api-key", KEY)
         .create();
-    let mut c = cmd();
-    c.arg("--base-url")
-        .arg(server.url())
-        .arg("--api-key-file")
-        .arg(&key_file)
-        .arg("hi");
+    let (_, mut c) = key_file_cmd(dir.path(), &format!("{KEY}\n"), 0o600, &server);
+    c.arg("hi");
     run(c).success().stderr("");
     mock.assert();
 }
