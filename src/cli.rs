@@ -3,7 +3,12 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use crate::error::{ExitKind, one_line};
+use crate::generation::{Explicit, rules};
+use crate::output;
 
 /// Examples under -h: the pipeline basics, kept short so -h fits one screen.
 pub const EXAMPLES: &str = "\
@@ -129,13 +134,14 @@ pub struct Cli {
         env = "CS_MSG_MODEL",
         default_value = "claude-sonnet-4.6",
         value_name = "MODEL",
+        value_parser = model,
         help_heading = "Generation"
     )]
     pub model: String,
 
     /// Maximum number of tokens to generate
     #[arg(long, env = "CS_MSG_MAX_TOKENS", default_value_t = 4096, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..), help_heading = "Generation")]
+          value_parser = max_tokens, help_heading = "Generation")]
     pub max_tokens: u32,
 
     /// Sampling temperature, 0.0 to 1.0
@@ -148,7 +154,7 @@ pub struct Cli {
     pub top_p: Option<f64>,
 
     /// Sample only from the K most likely tokens
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..),
+    #[arg(long, value_name = "K", value_parser = top_k,
           help_heading = "Generation", hide_short_help = true)]
     pub top_k: Option<u32>,
 
@@ -350,6 +356,42 @@ pub struct Cli {
     pub output: Option<PathBuf>,
 }
 
+/// Parses the command line. `--help` and `--version` print and exit here; a usage
+/// error is one line like every other error (clap's first line, and its tip), exit 2.
+pub fn parse() -> Result<(Cli, Explicit), std::process::ExitCode> {
+    let matches = Cli::command().try_get_matches().map_err(usage_error)?;
+    let explicit = Explicit::from_args(|id| {
+        matches.try_contains_id(id).unwrap_or(false)
+            && matches.value_source(id) == Some(ValueSource::CommandLine)
+    });
+    let cli = Cli::from_arg_matches(&matches).map_err(usage_error)?;
+    Ok((cli, explicit))
+}
+
+fn usage_error(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Keep what helps fix the command: clap's tip and the possible values.
+    let extra: String = lines
+        .filter_map(|l| {
+            l.strip_prefix("tip: ")
+                .or_else(|| l.strip_prefix('[')?.strip_suffix(']'))
+        })
+        .map(|t| format!(" ({t})"))
+        .collect();
+    output::error(&one_line(&format!("{first}{extra}; see cs-msg --help")));
+    std::process::ExitCode::from(ExitKind::Usage.code())
+}
+
 /// What `--generate` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GenKind {
@@ -387,26 +429,40 @@ impl Effort {
     }
 }
 
+// The value parsers apply the rules batch lines get too (generation.rs), so the same
+// bad value is refused with the same message in both forms.
+
+fn whole_number(s: &str) -> Result<u64, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not a whole number"))
+}
+
+fn model(s: &str) -> Result<String, String> {
+    rules::model(s)
+}
+
+fn max_tokens(s: &str) -> Result<u32, String> {
+    rules::max_tokens(whole_number(s)?)
+}
+
+fn top_k(s: &str) -> Result<u32, String> {
+    rules::top_k(whole_number(s)?)
+}
+
 fn thinking(s: &str) -> Result<Thinking, String> {
     if s == "adaptive" {
         return Ok(Thinking::Adaptive);
     }
-    match s.parse::<u32>() {
-        Ok(n) if n >= 1024 => Ok(Thinking::Budget(n)),
-        Ok(n) => Err(format!(
-            "a thinking budget must be at least 1024 tokens, not {n}"
-        )),
-        Err(_) => Err(format!("expected `adaptive` or a token budget, not '{s}'")),
-    }
+    let n = s
+        .parse::<u32>()
+        .map_err(|_| format!("expected `adaptive` or a token budget, not '{s}'"))?;
+    rules::thinking_budget(u64::from(n))?;
+    Ok(Thinking::Budget(n))
 }
 
 fn unit_interval(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not between 0.0 and 1.0"))
-    }
+    rules::unit_interval(v)
 }
 
 fn seconds(s: &str) -> Result<f64, String> {
@@ -423,11 +479,24 @@ fn seconds(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use crate::generation::Field;
 
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_field_names_real_argument_ids() {
+        let cmd = Cli::command();
+        for field in Field::ALL {
+            for id in field.arg_ids() {
+                assert!(
+                    cmd.get_arguments().any(|a| a.get_id() == *id),
+                    "{field:?}: no argument with id {id}"
+                );
+            }
+        }
     }
 
     #[test]

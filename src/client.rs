@@ -11,6 +11,7 @@ use ureq::tls::{RootCerts, TlsConfig};
 use ureq::{Agent, Body, RequestBuilder};
 
 use crate::config::{ApiKey, Network};
+pub use crate::error::AttemptError;
 use crate::error::{ApiError, ExitKind, Failure};
 use crate::output;
 
@@ -20,19 +21,6 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How much of an error body is read: enough for any JSON envelope or an HTML snippet.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
-
-/// What a response handler says about a 2xx response it could not finish.
-pub enum AttemptError {
-    /// Transient, and nothing reached stdout yet: another attempt is safe.
-    Retry(Failure),
-    Fatal(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for AttemptError {
-    fn from(e: E) -> Self {
-        AttemptError::Fatal(e.into())
-    }
-}
 
 pub struct Client {
     agent: Agent,
@@ -88,7 +76,7 @@ impl Client {
             .timeout_connect(Some(net.connect_timeout))
             .tls_config(tls)
             .user_agent(concat!("cs-msg/", env!("CARGO_PKG_VERSION")));
-        if crate::config::base_is_loopback(&net.base_url) {
+        if base_is_loopback(&net.base_url) {
             // A local server is reached directly: a proxy would see the key (http).
             config = config.proxy(None);
         }
@@ -302,6 +290,49 @@ impl Client {
     }
 }
 
+/// Reads a whole 2xx body through `limit`. A read that fails (a dropped connection, a
+/// timeout) is a network failure, retried like any other while nothing was printed;
+/// a body over the limit is malformed.
+pub fn read_capped(
+    response: Response<Body>,
+    limit: u64,
+    info: &CallInfo,
+) -> Result<Vec<u8>, AttemptError> {
+    let mut bytes = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| AttemptError::Retry(info.read_failure(e)))?;
+    if bytes.len() as u64 > limit {
+        return Err(Failure::malformed(format!(
+            "the response body is larger than {} MiB",
+            limit / (1024 * 1024)
+        ))
+        .with_request_id(info.request_id.as_deref())
+        .into());
+    }
+    Ok(bytes)
+}
+
+impl CallInfo {
+    /// Describes a failed read of this response's body (exit 5).
+    pub fn read_failure(&self, e: std::io::Error) -> Failure {
+        transport_failure(ureq::Error::from(e), &self.net.base_url, &self.net)
+            .with_request_id(self.request_id.as_deref())
+    }
+}
+
+/// The base URL points at this machine: no proxy is used for it.
+pub fn base_is_loopback(base_url: &str) -> bool {
+    base_url
+        .parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(crate::config::is_loopback))
+        .unwrap_or(false)
+}
+
 /// A "not before" time shared by the workers of a batch: when one of them is told to
 /// slow down (429, 529, overloaded), no attempt starts anywhere until the pause is over,
 /// instead of every worker hammering the gateway on its own schedule.
@@ -410,7 +441,7 @@ pub fn transport_failure(e: ureq::Error, base_url: &str, net: &Network) -> Failu
         ConnectionFailed => format!("could not connect to {base_url}"),
         Io(io) => format!(
             "network error talking to {base_url}: {}",
-            crate::config::io_reason(&io)
+            crate::files::io_reason(&io)
         ),
         other => format!("network error talking to {base_url}: {other}"),
     };

@@ -1,35 +1,47 @@
-//! Flags and environment turned into plain settings. No clap types leave this module,
-//! and nothing here reads stdin or touches the network.
+//! Flags and environment turned into plain settings, and the one decision of what
+//! this run does ([`Mode`]). No clap value is read after this; nothing here touches
+//! the network. Files the flags name (`--system-file`, `--tools`, `--schema`, the key
+//! file) are read here, so a bad one fails before anything else happens.
 
-use std::collections::HashSet;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::cli::{Cli, Thinking};
+use crate::cli::{Cli, GenKind, Thinking};
 use crate::error::{ExitKind, Failure, usage};
+use crate::files;
+use crate::generation::{self, Explicit, Generation, rules};
+use crate::output::OutputMode;
 use crate::tools::{self, Schema};
 
-/// Where the answer goes and in which shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputMode {
-    Text,
-    Json,
-    Events,
-    /// `--schema`: nothing while the answer streams; the validated object at the end.
-    Schema,
+/// What this invocation does: decided once, here, and dispatched in one `match` in
+/// `run.rs`. A tool loop, when there is one, is a property of a message call.
+#[derive(Debug, Clone, Default)]
+pub enum Mode {
+    /// `--generate`: completions or the man page; nothing else is read.
+    Generate(GenKind),
+    ListModels,
+    CountTokens,
+    #[default]
+    Message,
+    Batch(BatchSpec),
 }
 
-/// What this invocation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    Message,
-    CountTokens,
-    ListModels,
+/// What `--batch`, `-j` and `--output` asked for.
+#[derive(Debug, Clone)]
+pub struct BatchSpec {
+    /// `-` is stdin.
+    pub input: PathBuf,
+    pub jobs: usize,
+    /// `--output`: the results file, appended to and resumed from.
+    pub results: Option<PathBuf>,
 }
+
+pub const DEFAULT_JOBS: u16 = 4;
 
 /// The API key. Its `Debug` and `Display` never show the value.
 #[derive(Clone)]
@@ -63,7 +75,7 @@ impl fmt::Debug for ApiKey {
 }
 
 /// How the user turn is sourced; resolved into content blocks by `input.rs`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InputSpec {
     pub files: Vec<PathBuf>,
     /// Read piped stdin (stdin is not a terminal and `--no-stdin` was not given).
@@ -71,24 +83,7 @@ pub struct InputSpec {
     pub prompt: Option<String>,
 }
 
-/// Sampling and request fields, as given.
 #[derive(Debug, Clone, Default)]
-pub struct Generation {
-    pub model: String,
-    pub max_tokens: u32,
-    pub system: Option<String>,
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    pub top_k: Option<u32>,
-    pub stop: Vec<String>,
-    pub metadata_user_id: Option<String>,
-    pub tools: Option<Vec<Value>>,
-    pub tool_choice: Option<Value>,
-    pub thinking: Option<Value>,
-    pub effort: Option<&'static str>,
-}
-
-#[derive(Debug, Clone)]
 pub struct Network {
     /// Base URL without a trailing slash; endpoints are appended (`/v1/messages`).
     pub base_url: String,
@@ -122,9 +117,9 @@ impl Network {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Config {
-    pub task: Task,
+    pub mode: Mode,
     pub input: InputSpec,
     /// `--messages`: prior turns to send before this one.
     pub messages_file: Option<PathBuf>,
@@ -133,44 +128,54 @@ pub struct Config {
     /// `--request`: a whole body to start from.
     pub request_file: Option<PathBuf>,
     pub schema: Option<Schema>,
-    /// Argument ids given on the command line (not by the environment or defaults):
-    /// only those override the fields of a `--request` body.
-    pub explicit: HashSet<String>,
+    /// Fields given on the command line: only those override a `--request` body.
+    pub explicit: Explicit,
     pub generation: Generation,
     pub network: Network,
     pub api_key: Option<ApiKey>,
-    pub output: OutputMode,
+    pub output_mode: OutputMode,
     pub stream: bool,
     pub dry_run: bool,
     pub show_thinking: bool,
-    pub usage: bool,
+    /// `--usage`: token counts on stderr after the answer.
+    pub show_usage: bool,
     pub strict: bool,
     pub verbose: bool,
+    pub quiet: bool,
     /// How long a silent stdin is waited for before the hint; 3 s, shortened by tests
     /// through `CS_MSG_STDIN_HINT_MS`.
     pub stdin_hint_after: Duration,
 }
 
 impl Config {
-    /// `stdin_is_terminal` and `env` are passed in so this stays a pure function.
+    /// Reads what the flags point at (`--system-file`, `--tools`, `--schema`, the key
+    /// file) and checks every rule that needs no network. `stdin_is_terminal` and
+    /// `env` are passed in so tests can set them.
     pub fn from_cli(
         cli: Cli,
-        explicit: HashSet<String>,
+        explicit: Explicit,
         stdin_is_terminal: bool,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config> {
+        if let Some(kind) = cli.generate {
+            return Ok(Config {
+                mode: Mode::Generate(kind),
+                ..Config::default()
+            });
+        }
         let base_url = check_base_url(&cli.base_url)?;
-        // Before --tools is read: it may be the one reading stdin.
-        stdin_claimed(&cli)?;
+        let mode = mode(&cli)?;
+        // Before any file is read: only one of them may be stdin.
+        let stdin_taken = stdin_claimed(&cli, &mode)?;
 
         let system = match (&cli.system, &cli.system_file) {
-            (Some(s), _) => Some(s.clone()),
-            (None, Some(path)) => Some(read_text_file(path, "--system-file")?),
+            (Some(s), _) => Some(json!(s)),
+            (None, Some(path)) => Some(json!(files::read_text(path, "--system-file")?)),
             (None, None) => None,
         };
 
         let prompt = (!cli.prompt.is_empty()).then(|| cli.prompt.join(" "));
-        let output = if cli.schema.is_some() {
+        let output_mode = if cli.schema.is_some() {
             OutputMode::Schema
         } else if cli.json {
             OutputMode::Json
@@ -181,65 +186,47 @@ impl Config {
         };
         // --events is the raw stream: it implies streaming.
         let stream = !cli.no_stream || cli.events;
-        let task = if cli.list_models {
-            Task::ListModels
-        } else if cli.count_tokens {
-            Task::CountTokens
-        } else {
-            Task::Message
-        };
 
         let mut tools = cli.tools.as_deref().map(tools::read_tools).transpose()?;
         let mut tool_choice = cli.tool_choice.as_deref().map(tools::tool_choice);
-        if let Some(Value::Object(choice)) = &tool_choice
-            && let Some(name) = choice.get("name").and_then(Value::as_str)
-            && let Some(tools) = &tools
-            && !tools
-                .iter()
-                .any(|t| t.get("name").and_then(Value::as_str) == Some(name))
-        {
-            return Err(usage(format!(
-                "--tool-choice {name}: no tool of that name in --tools"
-            )));
-        }
-        if tool_choice.is_some() && tools.is_none() && cli.request.is_none() {
-            return Err(usage("--tool-choice needs --tools"));
-        }
         let schema = cli.schema.as_deref().map(Schema::load).transpose()?;
         if let Some(schema) = &schema {
             tools = Some(vec![schema.tool()]);
             tool_choice = Some(Schema::choice());
         }
-        let thinking = match cli.thinking {
-            None => None,
-            Some(Thinking::Adaptive) => Some(json!({"type": "adaptive"})),
-            Some(Thinking::Budget(n)) => {
-                if n >= cli.max_tokens {
-                    return Err(usage(format!(
-                        "--thinking {n}: the budget must be below --max-tokens ({})",
-                        cli.max_tokens
-                    )));
-                }
-                Some(json!({"type": "enabled", "budget_tokens": n}))
-            }
+        let thinking = cli.thinking.map(|t| match t {
+            Thinking::Adaptive => rules::adaptive(),
+            Thinking::Budget(n) => json!({"type": "enabled", "budget_tokens": n}),
+        });
+        let generation = Generation {
+            model: cli.model,
+            max_tokens: cli.max_tokens,
+            system,
+            temperature: cli.temperature,
+            top_p: cli.top_p,
+            top_k: cli.top_k,
+            stop: cli.stop,
+            metadata: cli.metadata_user_id.as_deref().map(Generation::user_id),
+            tools,
+            tool_choice,
+            thinking,
+            effort: cli.effort.map(|e| e.as_str()),
         };
-        if thinking.is_some() {
-            check_thinking_compatible(&cli, tool_choice.as_ref())?;
-        }
+        generation
+            .validate(generation::Context {
+                schema: schema.is_some(),
+                request_body: cli.request.is_some(),
+            })
+            .map_err(usage)?;
 
         let api_key = resolve_api_key(cli.api_key_file.as_deref(), &env)?;
-
-        let backoff_ms = env("CS_MSG_BACKOFF_MS")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(500);
-        let stdin_hint_ms = env("CS_MSG_STDIN_HINT_MS")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(3000);
-        let timeout = cli.timeout.map(Duration::from_secs_f64);
-
-        let stdin_taken = stdin_claimed(&cli)?;
+        let ms = |name: &str, default: u64| {
+            env(name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(default)
+        };
         Ok(Config {
-            task,
+            mode,
             input: InputSpec {
                 files: cli.files,
                 read_stdin: !cli.no_stdin && !stdin_is_terminal && !stdin_taken,
@@ -250,38 +237,26 @@ impl Config {
             request_file: cli.request,
             schema,
             explicit,
-            generation: Generation {
-                model: cli.model,
-                max_tokens: cli.max_tokens,
-                system,
-                temperature: cli.temperature,
-                top_p: cli.top_p,
-                top_k: cli.top_k,
-                stop: cli.stop,
-                metadata_user_id: cli.metadata_user_id,
-                tools,
-                tool_choice,
-                thinking,
-                effort: cli.effort.map(|e| e.as_str()),
-            },
+            generation,
             network: Network {
                 base_url,
                 betas: cli.betas,
                 max_retries: cli.max_retries,
                 connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
                 idle_timeout: Duration::from_secs_f64(cli.idle_timeout),
-                timeout,
-                backoff_initial: Duration::from_millis(backoff_ms),
+                timeout: cli.timeout.map(Duration::from_secs_f64),
+                backoff_initial: Duration::from_millis(ms("CS_MSG_BACKOFF_MS", 500)),
             },
             api_key,
-            output,
+            output_mode,
             stream,
             dry_run: cli.dry_run,
             show_thinking: cli.show_thinking,
-            usage: cli.usage,
+            show_usage: cli.usage,
             strict: cli.strict,
             verbose: cli.verbose,
-            stdin_hint_after: Duration::from_millis(stdin_hint_ms),
+            quiet: cli.quiet,
+            stdin_hint_after: Duration::from_millis(ms("CS_MSG_STDIN_HINT_MS", 3000)),
         })
     }
 
@@ -297,15 +272,40 @@ impl Config {
     }
 }
 
-/// Whether a flag reads stdin (`-`) instead of a file; stdin can be read only once.
-fn stdin_claimed(cli: &Cli) -> Result<bool> {
-    let dash = |p: &Option<PathBuf>| p.as_deref().is_some_and(|p| p.as_os_str() == "-");
+/// The one decision of what this run does. clap's `requires` does not fire when
+/// `--batch` would conflict with another flag given (`-j 2 PROMPT`), hence the check.
+fn mode(cli: &Cli) -> Result<Mode> {
+    if let Some(input) = &cli.batch {
+        return Ok(Mode::Batch(BatchSpec {
+            input: input.clone(),
+            jobs: usize::from(cli.jobs.unwrap_or(DEFAULT_JOBS).max(1)),
+            results: cli.output.clone(),
+        }));
+    }
+    if cli.jobs.is_some() || cli.output.is_some() {
+        return Err(usage("-j/--jobs and --output go with --batch IN.jsonl"));
+    }
+    Ok(if cli.list_models {
+        Mode::ListModels
+    } else if cli.count_tokens {
+        Mode::CountTokens
+    } else {
+        Mode::Message
+    })
+}
+
+/// Whether a flag other than `-f -` reads stdin; stdin can be read only once, so
+/// two readers are refused before either reads.
+fn stdin_claimed(cli: &Cli, mode: &Mode) -> Result<bool> {
+    let dash = |p: &Option<PathBuf>| p.as_deref().is_some_and(files::is_stdin);
     if dash(&cli.conversation) {
         return Err(usage(
             "--conversation -: a conversation must be a file it can be saved to",
         ));
     }
+    let batch_stdin = matches!(mode, Mode::Batch(spec) if files::is_stdin(&spec.input));
     let mut readers: Vec<&str> = [
+        ("--batch -", batch_stdin),
         ("--request -", dash(&cli.request)),
         ("--messages -", dash(&cli.messages)),
         ("--tools -", dash(&cli.tools)),
@@ -314,7 +314,7 @@ fn stdin_claimed(cli: &Cli) -> Result<bool> {
     .into_iter()
     .filter_map(|(flag, reads)| reads.then_some(flag))
     .collect();
-    if cli.files.iter().any(|f| f.as_os_str() == "-") {
+    if cli.files.iter().any(|f| files::is_stdin(f)) {
         readers.push("-f -");
     }
     if readers.len() > 1 {
@@ -326,36 +326,6 @@ fn stdin_claimed(cli: &Cli) -> Result<bool> {
     Ok(readers.first().is_some_and(|r| *r != "-f -"))
 }
 
-/// The API rejects these with thinking; say so before sending (API.md §1.4).
-fn check_thinking_compatible(cli: &Cli, tool_choice: Option<&Value>) -> Result<()> {
-    let forced = tool_choice
-        .and_then(|c| c.get("type"))
-        .and_then(Value::as_str)
-        .is_some_and(|t| t == "any" || t == "tool");
-    if forced {
-        let culprit = if cli.schema.is_some() {
-            "--schema"
-        } else {
-            "--tool-choice any/NAME"
-        };
-        return Err(usage(format!(
-            "--thinking cannot be combined with {culprit}: the API allows only auto or none tool choice while thinking"
-        )));
-    }
-    if cli.temperature.is_some_and(|t| t != 1.0) {
-        return Err(usage(
-            "--thinking cannot be combined with --temperature (the API requires the default while thinking)",
-        ));
-    }
-    if cli.top_k.is_some() {
-        return Err(usage("--thinking cannot be combined with --top-k"));
-    }
-    if cli.top_p.is_some_and(|p| p < 0.95) {
-        return Err(usage("--thinking allows --top-p only between 0.95 and 1.0"));
-    }
-    Ok(())
-}
-
 /// `--api-key-file` (or `CS_MSG_API_KEY_FILE`) when given, else `CS_MSG_API_KEY`.
 /// Other providers' variables are never read: the key would leak to this gateway.
 fn resolve_api_key(
@@ -363,12 +333,18 @@ fn resolve_api_key(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<ApiKey>> {
     if let Some(path) = file {
-        let raw = std::fs::read_to_string(path).map_err(|e| {
-            Failure::new(
-                ExitKind::Auth,
-                format!("--api-key-file {}: {}", path.display(), io_reason(&e)),
-            )
-        })?;
+        let what = format!("--api-key-file {}", path.display());
+        let mut raw = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(files::MAX_KEY_FILE_BYTES + 1).read_to_end(&mut raw))
+            .map_err(|e| {
+                Failure::new(ExitKind::Auth, format!("{what}: {}", files::io_reason(&e)))
+            })?;
+        if raw.len() as u64 > files::MAX_KEY_FILE_BYTES {
+            return Err(usage(format!("{what}: too large to be a key file")));
+        }
+        let raw = String::from_utf8(raw)
+            .map_err(|_| usage(format!("{what}: not valid UTF-8; a key is ASCII")))?;
         warn_if_key_file_is_shared(path);
         return ApiKey::parse(&raw, &format!("--api-key-file {}", path.display())).map(Some);
     }
@@ -426,16 +402,8 @@ pub fn check_base_url(raw: &str) -> Result<String> {
     Ok(trimmed.to_owned())
 }
 
-/// The base URL points at this machine.
-pub fn base_is_loopback(base_url: &str) -> bool {
-    base_url
-        .parse::<ureq::http::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(is_loopback))
-        .unwrap_or(false)
-}
-
-fn is_loopback(host: &str) -> bool {
+/// 127.0.0.0/8, ::1 or localhost.
+pub fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.eq_ignore_ascii_case("localhost") {
         return true;
@@ -443,42 +411,6 @@ fn is_loopback(host: &str) -> bool {
     host.parse::<std::net::IpAddr>()
         .map(|ip| ip.is_loopback())
         .unwrap_or(false)
-}
-
-/// Reads a whole file (`-` = stdin) as UTF-8; errors name the flag and the path.
-pub fn read_text_file(path: &Path, flag: &str) -> Result<String> {
-    let fail = |e: std::io::Error| usage(format!("{flag} {}: {}", path.display(), io_reason(&e)));
-    let bytes = if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).map_err(fail)?;
-        buf
-    } else {
-        std::fs::read(path).map_err(fail)?
-    };
-    String::from_utf8(bytes).map_err(|e| {
-        usage(format!(
-            "{flag} {}: not valid UTF-8 (byte {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })
-}
-
-/// A short reason for an I/O error, without Rust's "(os error N)" suffix.
-pub fn io_reason(e: &std::io::Error) -> String {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        NotFound => "no such file".into(),
-        PermissionDenied => "permission denied".into(),
-        IsADirectory => "is a directory, not a file".into(),
-        _ => {
-            let s = e.to_string();
-            match s.find(" (os error") {
-                Some(i) => s[..i].to_owned(),
-                None => s,
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -494,7 +426,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_cli(cli, HashSet::new(), true, |k| {
+        Config::from_cli(cli, Explicit::default(), true, |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
     }
@@ -543,9 +475,9 @@ mod tests {
                 Some(Duration::from_millis(2500))
             );
         }
-        assert!(base_is_loopback("http://127.0.0.1:9"));
-        assert!(base_is_loopback("http://[::1]:9/x"));
-        assert!(!base_is_loopback("https://api.example.com"));
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("[::1]"));
+        assert!(!is_loopback("api.example.com"));
     }
 
     #[test]
@@ -592,7 +524,8 @@ mod tests {
         let claims = |args: &[&str]| {
             let mut argv = vec!["cs-msg"];
             argv.extend_from_slice(args);
-            stdin_claimed(&Cli::try_parse_from(argv).unwrap()).unwrap()
+            let cli = Cli::try_parse_from(argv).unwrap();
+            stdin_claimed(&cli, &mode(&cli).unwrap()).unwrap()
         };
         assert!(claims(&["--messages", "-", "q"]));
         assert!(claims(&["--system-file", "-", "q"]));
@@ -613,7 +546,7 @@ mod tests {
     fn prompt_words_are_joined() {
         let c = config(&["a", "b  c"], &[]).unwrap();
         assert_eq!(c.input.prompt.as_deref(), Some("a b  c"));
-        assert_eq!(c.output, OutputMode::Text);
+        assert_eq!(c.output_mode, OutputMode::Text);
         assert!(c.stream);
     }
 }

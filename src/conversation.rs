@@ -1,45 +1,14 @@
-//! Prior turns: `--messages` files, `-c/--conversation` files (read, then written back
-//! atomically), and `--request` bodies. All are JSON; errors name the flag, the file
-//! and where in it the problem is (line/column, or a JSON path).
+//! Prior turns: `--messages` files and `-c/--conversation` files (read, then written
+//! back atomically). Errors name the flag, the file and where in it the problem is
+//! (line/column, or a JSON path).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::config::io_reason;
 use crate::error::usage;
-
-/// Parses JSON text; a syntax error names its line and column.
-pub fn parse_json(text: &[u8], what: &str) -> Result<Value> {
-    serde_json::from_slice(text).map_err(|e| {
-        let full = e.to_string();
-        let reason = full
-            .rfind(" at line ")
-            .map_or(full.as_str(), |i| &full[..i]);
-        usage(format!(
-            "{what}: invalid JSON at line {}, column {}: {reason}",
-            e.line(),
-            e.column()
-        ))
-    })
-}
-
-/// Reads a JSON file (`-` = stdin).
-pub fn read_json(path: &Path, flag: &str) -> Result<Value> {
-    let what = format!("{flag} {}", path.display());
-    let bytes = if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
-            .map_err(|e| usage(format!("{what}: {}", io_reason(&e))))?;
-        buf
-    } else {
-        std::fs::read(path).map_err(|e| usage(format!("{what}: {}", io_reason(&e))))?
-    };
-    parse_json(&bytes, &what)
-}
+use crate::files::{self, read_json};
 
 /// Checks a messages array: objects with a `user`/`assistant` role and content that is
 /// a string or an array of typed blocks. Returns the messages.
@@ -101,72 +70,19 @@ pub fn reply_content(message: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// Temporary files being written: removed by the Ctrl-C handler, which exits
-/// without running destructors.
-static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-pub fn remove_pending_files() {
-    if let Ok(pending) = PENDING.lock() {
-        for path in pending.iter() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// Writes the messages to `path` atomically: a temporary file in the same directory,
-/// synced, then renamed over the target. On any failure the target is untouched.
+/// Writes the conversation to `path` atomically (`files::atomic_write`): on any
+/// failure, or a signal meanwhile, the file is untouched.
 pub fn save(path: &Path, messages: &[Value]) -> Result<()> {
-    let fail = |e: std::io::Error| {
-        usage(format!(
-            "--conversation {}: could not save: {}",
-            path.display(),
-            io_reason(&e)
-        ))
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cs-msg-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    let tmp_path = tmp.path().to_path_buf();
-    if let Ok(mut pending) = PENDING.lock() {
-        pending.push(tmp_path.clone());
-    }
-    let result = (|| {
-        let mut text = serde_json::to_vec_pretty(messages)?;
-        text.push(b'\n');
-        tmp.write_all(&text).map_err(fail)?;
-        tmp.as_file().sync_all().map_err(fail)?;
-        // Keep the permissions the user gave the file.
-        if let Ok(meta) = std::fs::metadata(path) {
-            let _ = tmp.as_file().set_permissions(meta.permissions());
-        }
-        tmp.persist(path).map_err(|e| fail(e.error))?;
-        Ok(())
-    })();
-    if let Ok(mut pending) = PENDING.lock() {
-        pending.retain(|p| p != &tmp_path);
-    }
-    result
+    files::atomic_write(path, &format!("--conversation {}", path.display()), |out| {
+        serde_json::to_writer_pretty(&mut *out, messages)?;
+        out.write_all(b"\n")
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn syntax_errors_name_line_and_column() {
-        let e = parse_json(b"[\n  {\"role\": \"user\",\n  }\n]", "--messages m.json").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "--messages m.json: invalid JSON at line 3, column 3: trailing comma"
-        );
-    }
 
     #[test]
     fn shape_errors_name_the_json_path() {

@@ -31,7 +31,7 @@ impl ExitKind {
 }
 
 /// An error whose exit code is known. The message is already one line.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Failure {
     pub kind: ExitKind,
     pub message: String,
@@ -75,6 +75,51 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+impl Failure {
+    /// A response that is not what the API sends (exit 1).
+    pub fn malformed(what: impl fmt::Display) -> Failure {
+        Failure::new(ExitKind::Api, format!("malformed response: {what}"))
+    }
+
+    /// The failure that decides the exit code of `e`, whatever wraps it; anything
+    /// unclassified is exit 1.
+    pub fn of(e: &anyhow::Error) -> Failure {
+        match e.chain().find_map(|c| c.downcast_ref::<Failure>()) {
+            Some(f) => f.clone(),
+            None => Failure::new(ExitKind::Api, format!("{e:#}")),
+        }
+    }
+}
+
+/// What the handler of one 2xx response says when it could not finish it.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// Transient, and nothing reached stdout yet: another attempt is safe.
+    Retry(Failure),
+    Fatal(anyhow::Error),
+}
+
+impl From<Failure> for AttemptError {
+    fn from(f: Failure) -> Self {
+        AttemptError::Fatal(f.into())
+    }
+}
+
+impl From<anyhow::Error> for AttemptError {
+    fn from(e: anyhow::Error) -> Self {
+        AttemptError::Fatal(e)
+    }
+}
+
+/// Writing the answer failed (stdout closed, a full disk): nothing to retry. A failed
+/// read of the response is never converted this way; it is a network failure
+/// (`client::read_capped`, `stream::consume`).
+impl From<std::io::Error> for AttemptError {
+    fn from(e: std::io::Error) -> Self {
+        AttemptError::Fatal(e.into())
+    }
+}
 
 /// A usage or input error (exit 2).
 pub fn usage(message: impl Into<String>) -> anyhow::Error {

@@ -12,8 +12,9 @@ use anyhow::Result;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::config::{InputSpec, io_reason};
+use crate::config::InputSpec;
 use crate::error::usage;
+use crate::files::{self, MAX_INPUT_BYTES, io_reason};
 
 /// The API rejects images whose base64 payload exceeds 5 MB.
 pub const MAX_IMAGE_BASE64_BYTES: usize = 5 * 1024 * 1024;
@@ -144,15 +145,7 @@ pub fn user_blocks(spec: &InputSpec, stdin_hint_after: Duration) -> Result<Vec<V
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let fail = |e: std::io::Error| usage(format!("file {}: {}", path.display(), io_reason(&e)));
-    let meta = std::fs::metadata(path).map_err(fail)?;
-    if meta.is_dir() {
-        return Err(usage(format!(
-            "file {}: is a directory, not a file",
-            path.display()
-        )));
-    }
-    std::fs::read(path).map_err(fail)
+    files::read_bytes(path, MAX_INPUT_BYTES, &format!("file {}", path.display()))
 }
 
 /// Reads all of stdin. With a hint delay, a stdin that has produced nothing after it
@@ -160,12 +153,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 fn read_stdin(hint_after: Option<Duration>) -> Result<Vec<u8>> {
     let fail = |e: std::io::Error| usage(format!("stdin: {}", io_reason(&e)));
     let Some(delay) = hint_after else {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut buf)
-            .map_err(fail)?;
-        return Ok(buf);
+        return files::read_limited(std::io::stdin().lock(), MAX_INPUT_BYTES, "stdin");
     };
     let got_bytes = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
@@ -180,6 +168,9 @@ fn read_stdin(hint_after: Option<Duration>) -> Result<Vec<u8>> {
                 Ok(n) => {
                     seen.store(true, Ordering::Relaxed);
                     buf.extend_from_slice(&chunk[..n]);
+                    if buf.len() as u64 > MAX_INPUT_BYTES {
+                        break Ok(buf); // refused below, before more is read
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
@@ -197,7 +188,14 @@ fn read_stdin(hint_after: Option<Duration>) -> Result<Vec<u8>> {
                 .map_err(|_| usage("stdin: reader thread failed"))?
         }
     };
-    result.map_err(fail)
+    let buf = result.map_err(fail)?;
+    if buf.len() as u64 > MAX_INPUT_BYTES {
+        return Err(usage(format!(
+            "stdin: larger than {} (the most one input may hold)",
+            files::human_size(MAX_INPUT_BYTES)
+        )));
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]

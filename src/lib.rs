@@ -5,3 +5,6 @@
 pub mod error;
 pub mod message;
 pub mod sse;
+
+#[cfg(test)]
+mod proptests;

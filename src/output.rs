@@ -4,13 +4,41 @@
 //! consumed every byte received so far, so no token waits in a buffer while the
 //! program blocks on the network, and bursts of deltas cost one write.
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::io::{self, BufWriter, IsTerminal, Stdout, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::config::OutputMode;
+/// Where the answer goes and in which shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    #[default]
+    Text,
+    Json,
+    Events,
+    /// `--schema`: nothing while the answer streams; the validated object at the end.
+    Schema,
+    /// Nothing is printed while the answer arrives; the caller uses the message it
+    /// returns (a batch line, a tool-loop turn under `--json`).
+    Collect,
+}
+
+impl OutputMode {
+    /// Whether the whole message, text included, is needed after the stream.
+    pub fn needs_whole_message(self) -> bool {
+        matches!(
+            self,
+            OutputMode::Json | OutputMode::Schema | OutputMode::Collect
+        )
+    }
+}
+
+/// stderr is a terminal; `CS_MSG_TEST_TERMINAL=stderr` pretends so in tests.
+pub fn stderr_is_terminal() -> bool {
+    std::env::var("CS_MSG_TEST_TERMINAL").is_ok_and(|v| v == "stderr")
+        || std::io::stderr().is_terminal()
+}
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
@@ -25,7 +53,7 @@ pub fn stderr_color() -> bool {
     static COLOR: OnceLock<bool> = OnceLock::new();
     *COLOR.get_or_init(|| {
         let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0");
-        !set("NO_COLOR") && (set("FORCE_COLOR") || crate::spinner::stderr_is_terminal())
+        !set("NO_COLOR") && (set("FORCE_COLOR") || stderr_is_terminal())
     })
 }
 
@@ -48,12 +76,12 @@ fn diagnostic(line: &str) {
     let _ = writeln!(io::stderr().lock(), "cs-msg: {line}");
 }
 
-/// Ctrl-C: end any open style so the terminal is left as it was, then say why.
-pub fn interrupted() {
+/// A signal: end any open style so the terminal is left as it was, then say why.
+pub fn interrupted(why: &str) {
     if stderr_color() {
         let _ = io::stderr().write_all(RESET.as_bytes());
     }
-    error("interrupted");
+    error(why);
 }
 
 pub fn error(message: &str) {
@@ -232,7 +260,7 @@ impl<W: Write> Writer<W> {
                     }
                 }
             }
-            OutputMode::Events | OutputMode::Schema => {}
+            OutputMode::Events | OutputMode::Schema | OutputMode::Collect => {}
         }
         Ok(())
     }

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use crate::config::Generation;
 use crate::error::usage;
+use crate::generation::{Explicit, Field, Generation};
 
 /// The API's body size limit (API.md §1.1); larger requests are refused before sending.
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
@@ -13,8 +13,8 @@ pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 pub struct Sources<'a> {
     /// A `--request` body: flags override its fields only when given explicitly.
     pub base: Option<Map<String, Value>>,
-    /// Whether an argument id was typed on the command line.
-    pub explicit: &'a dyn Fn(&str) -> bool,
+    /// The fields typed on the command line.
+    pub explicit: &'a Explicit,
     /// Turns before this one (`--messages`, `--conversation`).
     pub prior: Vec<Value>,
     /// `Some(s)` sets `stream` to `s`; `None` keeps the base body's choice.
@@ -27,65 +27,56 @@ pub struct Sources<'a> {
 pub fn build(generation: &Generation, user_blocks: Vec<Value>, sources: Sources) -> Value {
     let from_base = sources.base.is_some();
     let mut body = sources.base.unwrap_or_default();
-    let explicit = |ids: &[&str]| ids.iter().any(|id| (sources.explicit)(id));
+    let explicit = sources.explicit;
     // A field is set when there is no base body, when its flag was typed, or when the
     // base lacks a field the API requires.
-    let mut put = |key: &str, value: Option<Value>, ids: &[&str], required: bool| {
+    let mut put = |key: &str, value: Option<Value>, field: Option<Field>, required: bool| {
         let Some(value) = value else { return };
-        if !from_base || explicit(ids) || (required && !body.contains_key(key)) {
+        let typed = field.is_some_and(|f| explicit.contains(f));
+        if !from_base || typed || (required && !body.contains_key(key)) {
             body.insert(key.to_owned(), value);
         }
     };
     let g = generation;
-    put("model", Some(json!(g.model)), &["model"], true);
+    put("model", Some(json!(g.model)), Some(Field::Model), true);
     put(
         "max_tokens",
         Some(json!(g.max_tokens)),
-        &["max_tokens"],
+        Some(Field::MaxTokens),
         true,
     );
-    put(
-        "system",
-        g.system.as_ref().map(|s| json!(s)),
-        &["system", "system_file"],
-        false,
-    );
-    put("messages", Some(json!([])), &[], true);
+    put("system", g.system.clone(), Some(Field::System), false);
+    put("messages", Some(json!([])), None, true);
     put(
         "temperature",
         g.temperature.map(|t| json!(t)),
-        &["temperature"],
+        Some(Field::Temperature),
         false,
     );
-    put("top_p", g.top_p.map(|p| json!(p)), &["top_p"], false);
-    put("top_k", g.top_k.map(|k| json!(k)), &["top_k"], false);
+    put("top_p", g.top_p.map(|p| json!(p)), Some(Field::TopP), false);
+    put("top_k", g.top_k.map(|k| json!(k)), Some(Field::TopK), false);
     put(
         "stop_sequences",
         (!g.stop.is_empty()).then(|| json!(g.stop)),
-        &["stop"],
+        Some(Field::Stop),
         false,
     );
-    put(
-        "metadata",
-        g.metadata_user_id.as_ref().map(|id| json!({"user_id": id})),
-        &["metadata_user_id"],
-        false,
-    );
+    put("metadata", g.metadata.clone(), Some(Field::Metadata), false);
     put(
         "tools",
         g.tools.as_ref().map(|t| json!(t)),
-        &["tools", "schema"],
+        Some(Field::Tools),
         false,
     );
     put(
         "tool_choice",
         g.tool_choice.clone(),
-        &["tool_choice", "schema"],
+        Some(Field::ToolChoice),
         false,
     );
-    put("thinking", g.thinking.clone(), &["thinking"], false);
+    put("thinking", g.thinking.clone(), Some(Field::Thinking), false);
     if let Some(effort) = g.effort
-        && (!from_base || explicit(&["effort"]))
+        && (!from_base || explicit.contains(Field::Effort))
     {
         let config = body
             .entry("output_config")
@@ -166,14 +157,12 @@ pub fn to_bytes(body: &Value) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn no_flags(_: &str) -> bool {
-        false
-    }
+    static NO_FLAGS: Explicit = Explicit::none();
 
     fn plain(stream: bool) -> Sources<'static> {
         Sources {
             base: None,
-            explicit: &no_flags,
+            explicit: &NO_FLAGS,
             prior: vec![],
             stream: Some(stream),
         }
@@ -190,7 +179,7 @@ mod tests {
         };
         let base = json!({"model": "file-model", "messages": [{"role": "user", "content": "a"}],
                           "temperature": 0.9, "output_config": {"format": {"type": "x"}}, "stream": true});
-        let only_temperature = |id: &str| id == "temperature";
+        let only_temperature = Explicit::from_args(|id| id == "temperature");
         let body = build(
             &g,
             vec![json!({"type": "text", "text": "b"})],
@@ -261,12 +250,12 @@ mod tests {
         let g = Generation {
             model: "m".into(),
             max_tokens: 5,
-            system: Some("sys".into()),
+            system: Some(json!("sys")),
             temperature: Some(0.5),
             top_p: Some(0.9),
             top_k: Some(3),
             stop: vec!["END".into()],
-            metadata_user_id: Some("u1".into()),
+            metadata: Some(Generation::user_id("u1")),
             ..Default::default()
         };
         let body = build(&g, vec![], plain(false));

@@ -7,18 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::config::OutputMode;
+use crate::output::{OutputMode, stderr_is_terminal};
 
 const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 /// Fast answers never flash a spinner.
 const FIRST_DRAW_AFTER: Duration = Duration::from_millis(150);
 const FRAME_EVERY: Duration = Duration::from_millis(80);
-
-/// stderr is a terminal; `CS_MSG_TEST_TERMINAL=stderr` pretends so in tests.
-pub fn stderr_is_terminal() -> bool {
-    std::env::var("CS_MSG_TEST_TERMINAL").is_ok_and(|v| v == "stderr")
-        || std::io::stderr().is_terminal()
-}
 
 /// Whether a spinner belongs on stderr for this run.
 pub fn wanted(mode: OutputMode, streaming: bool, verbose: bool) -> bool {

@@ -4,10 +4,10 @@ use std::io::{Read, Write};
 
 use serde_json::Value;
 
-use crate::client::AttemptError;
-use crate::config::OutputMode;
+use crate::error::AttemptError;
 use crate::error::{ExitKind, Failure, snippet};
 use crate::message::{Accumulator, Update};
+use crate::output::OutputMode;
 use crate::output::Writer;
 use crate::sse::{SseEvent, SseParser};
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use crate::conversation::{parse_json, read_json};
 use crate::error::{ExitKind, Failure, usage};
+use crate::files::{parse_json, read_json};
 
 /// The name of the tool `--schema` forces.
 pub const SCHEMA_TOOL: &str = "structured_output";

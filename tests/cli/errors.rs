@@ -225,7 +225,7 @@ fn bad_flags_exit_2_with_one_line_naming_the_flag() {
         ),
         (
             vec!["--max-tokens", "0", "q"],
-            "cs-msg: invalid value '0' for '--max-tokens <N>': 0 is not in 1..=4294967295; see cs-msg --help\n",
+            "cs-msg: invalid value '0' for '--max-tokens <N>': must be a whole number from 1 to 4294967295; see cs-msg --help\n",
         ),
         (
             vec!["--no-such-flag"],
