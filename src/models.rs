@@ -1,16 +1,18 @@
 //! `--list-models`: every page of `GET /v1/models`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::client::{AttemptError, Client};
+use crate::client::{self, Client};
 use crate::error::{ExitKind, Failure, snippet};
 
 /// Pages are requested at the API's maximum size; this bounds a server that never
 /// says it is done.
 const MAX_PAGES: usize = 10_000;
+/// One page of model descriptions is small; this bounds a runaway body.
+const MAX_PAGE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Fetches all pages and returns the models, in the server's order.
 pub fn fetch_all(client: &Client) -> Result<Vec<Value>> {
@@ -21,28 +23,14 @@ pub fn fetch_all(client: &Client) -> Result<Vec<Value>> {
             Some(id) => format!("/v1/models?limit=1000&after_id={}", encode(id)),
             None => "/v1/models?limit=1000".to_owned(),
         };
-        let page = client.get(&path, |response, _| {
-            let mut bytes = Vec::new();
-            response
-                .into_body()
-                .into_reader()
-                .take(64 * 1024 * 1024)
-                .read_to_end(&mut bytes)
-                .map_err(|e| AttemptError::Fatal(e.into()))?;
+        let page = client.get(&path, |response, info| {
+            let bytes = client::read_capped(response, MAX_PAGE_BYTES, info)?;
             serde_json::from_slice::<Value>(&bytes)
                 .ok()
                 .filter(|p| p.get("data").is_some_and(Value::is_array))
                 .ok_or_else(|| {
-                    AttemptError::Fatal(
-                        Failure::new(
-                            ExitKind::Api,
-                            format!(
-                                "malformed response: expected a page of models: {}",
-                                snippet(&bytes)
-                            ),
-                        )
-                        .into(),
-                    )
+                    Failure::malformed(format!("expected a page of models: {}", snippet(&bytes)))
+                        .into()
                 })
         })?;
         let data = page
