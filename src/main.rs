@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod conversation;
 mod generate;
+mod help;
 mod input;
 mod models;
 mod output;

@@ -81,8 +81,8 @@ fn long_help_has_examples_groups_environment_and_exit_codes() {
         "cs-msg --batch prompts.jsonl -j 8 --output results.jsonl",
         "cs-msg -f diagram.png -f spec.pdf",
         "Environment:\n  CS_MSG_API_KEY ",
-        "Exit codes:\n  0    success\n",
-        "130  interrupted (Ctrl-C)",
+        "Exit codes:\n  0    success",
+        "130  interrupted by SIGINT (Ctrl-C)",
         "--top-k <K>",
     ] {
         assert!(help.contains(needle), "missing {needle:?} in\n{help}");
