@@ -10,74 +10,14 @@ use crate::error::{ExitKind, one_line};
 use crate::generation::{Explicit, rules};
 use crate::output;
 
-/// Examples under -h: the pipeline basics, kept short so -h fits one screen.
-pub const EXAMPLES: &str = "\
-Examples:
-  echo \"Explain SSE in one line\" | cs-msg -m claude-haiku-4.5
-  git diff | cs-msg -s \"Write a commit message\" --max-tokens 200
-  cs-msg -f notes.md -f todo.txt \"What is missing from the todo list?\"
-  cs-msg --json \"hi\" | jq -r '.content[0].text'";
-
-/// Examples under --help: every pipeline use.
-pub const EXAMPLES_LONG: &str = "\
-Examples:
-  echo \"Explain SSE in one line\" | cs-msg -m claude-haiku-4.5
-  git diff | cs-msg -s \"Write a commit message\" --max-tokens 200
-  cs-msg -f notes.md -f todo.txt \"What is missing from the todo list?\"
-  cs-msg -f diagram.png -f spec.pdf \"Do these agree?\"
-  cs-msg --json \"hi\" | jq -r '.content[0].text'
-  cs-msg --schema person.json \"Ada Lovelace, born 1815 in London\" | jq .born
-  cs-msg -c chat.json \"And in French?\"
-  cs-msg --batch prompts.jsonl -j 8 --output results.jsonl
-  cs-msg --dry-run \"hi\" > req.json && cs-msg --request req.json -t 0.2";
-
-/// The examples as a man page section (roff), kept next to the help text they mirror.
-pub const EXAMPLES_MAN: &str = r#".SH EXAMPLES
-.nf
-echo "Explain SSE in one line" | cs\-msg \-m claude\-haiku\-4.5
-git diff | cs\-msg \-s "Write a commit message" \-\-max\-tokens 200
-cs\-msg \-f notes.md \-f todo.txt "What is missing from the todo list?"
-cs\-msg \-\-json "hi" | jq \-r '.content[0].text'
-cs\-msg \-\-schema person.json "Ada Lovelace, born 1815 in London" | jq .born
-cs\-msg \-f diagram.png \-f spec.pdf "Do these agree?"
-cs\-msg \-c chat.json "And in French?"
-cs\-msg \-\-batch prompts.jsonl \-j 8 \-\-output results.jsonl
-CS_MSG_API_KEY=$ANTHROPIC_API_KEY cs\-msg "hi"
-.fi
-"#;
-
-pub const ENVIRONMENT: &str = "\
-Environment:
-  CS_MSG_API_KEY       the API key (never taken from an argument, nor from
-                       ANTHROPIC_API_KEY: write CS_MSG_API_KEY=$ANTHROPIC_API_KEY)
-  CS_MSG_API_KEY_FILE  a file holding the key, like --api-key-file
-  CS_MSG_MODEL, CS_MSG_BASE_URL, CS_MSG_MAX_TOKENS, CS_MSG_MAX_RETRIES
-                       defaults for the flags of the same name
-  HTTPS_PROXY, ALL_PROXY, NO_PROXY
-                       proxies
-  SSL_CERT_FILE, SSL_CERT_DIR
-                       extra CA certificates (the system store is trusted)
-  NO_COLOR, FORCE_COLOR
-                       colour on stderr (only on a terminal by default)";
-
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0    success
-  1    the API returned an error, or the response was malformed
-  2    usage or input error (bad flag, unreadable file, nothing to send)
-  3    authentication: no key, HTTP 401 or 403
-  4    rate limited or overloaded, still after retries
-  5    network: connect/DNS/TLS failure, timeout, stream cut short
-  6    unusable answer (--strict and an incomplete stop reason)
-  130  interrupted (Ctrl-C)";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "cs-msg",
     version = env!("CS_MSG_VERSION"),
     about = "Send one message to the claudestore Messages API and print the answer",
-    after_help = EXAMPLES,
-    after_long_help = format!("{EXAMPLES_LONG}\n\n{ENVIRONMENT}\n\n{EXIT_CODES}"),
+    // Examples, environment and exit codes: written once, in src/help.rs.
+    after_help = crate::help::short_help(),
+    after_long_help = crate::help::long_help(),
     max_term_width = 100
 )]
 pub struct Cli {

@@ -5,23 +5,42 @@
 
 use std::fmt;
 
-/// The documented exit codes. The numbers are a public contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitKind {
-    /// The API returned an error, or the response was malformed.
-    Api = 1,
-    /// Bad flag, unreadable or invalid input, nothing to send, insecure URL.
-    Usage = 2,
-    /// No key, 401, 403.
-    Auth = 3,
-    /// 429, 529, `overloaded_error`, `rate_limit_error`, still after retries.
-    RateLimited = 4,
-    /// Connect/DNS/TLS failure, timeout, dropped connection, truncated stream.
-    Network = 5,
-    /// `--strict` and an incomplete stop reason, or `--schema` output that does not validate.
-    Unusable = 6,
-    /// Ctrl-C.
-    Interrupted = 130,
+/// Declares [`ExitKind`] with [`ExitKind::ALL`] and [`ExitKind::describe`] from one
+/// table, so that a new exit code is one line below. The exit-code tables of `-h`,
+/// `--help`, the man page and the README are all rendered from it (src/help.rs).
+macro_rules! exit_kinds {
+    ($($name:ident = $code:literal: $text:literal,)+) => {
+        /// The documented exit codes. The numbers are a public contract.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ExitKind {
+            $(#[doc = $text] $name = $code,)+
+        }
+
+        impl ExitKind {
+            /// Every kind, in the order the exit-code tables list them.
+            pub const ALL: &'static [ExitKind] = &[$(ExitKind::$name),+];
+
+            /// What the code means, as a table row says it: lower case, no final
+            /// period, `code` in backticks.
+            pub fn describe(self) -> &'static str {
+                match self {
+                    $(ExitKind::$name => $text,)+
+                }
+            }
+        }
+    };
+}
+
+// Success (0) and death by SIGTERM or SIGHUP are rows of the tables too, but no error
+// produces them; src/help.rs adds them around these.
+exit_kinds! {
+    Api = 1: "the API returned an error not listed below (also inside a 2xx body, or as an `error` event mid-stream), or the response was malformed",
+    Usage = 2: "usage or input error: bad flag, unreadable or invalid file, invalid JSON input, nothing to send, insecure URL",
+    Auth = 3: "authentication: no key, HTTP 401 or 403",
+    RateLimited = 4: "rate limited or overloaded, still after retries (429, 529, `overloaded_error` or `rate_limit_error`, also as a mid-stream `error` event)",
+    Network = 5: "network: connect/DNS/TLS failure, timeout, dropped connection, a body that could not be read, or a stream that ended without `message_stop`",
+    Unusable = 6: "unusable answer: `--strict` and an incomplete stop reason, or `--schema` output that does not validate",
+    Interrupted = 130: "interrupted by SIGINT (Ctrl-C): what reached stdout stays, temporary files are removed, and the signal is re-raised so that a calling shell loop stops too",
 }
 
 impl ExitKind {

@@ -12,6 +12,7 @@ mod conversation;
 mod files;
 mod generate;
 mod generation;
+mod help;
 mod input;
 mod interrupt;
 mod models;

@@ -1,5 +1,6 @@
-//! Every example command in README.md runs, in order, against a mock server that
-//! answers like the API. An example that stops working fails this test.
+//! Every example command in README.md, and every example of -h, --help and the man
+//! page, runs in order against a mock server that answers like the API. An example
+//! that stops working fails this test.
 
 use std::path::Path;
 use std::process::Command;
@@ -234,6 +235,41 @@ fn every_readme_example_runs() {
         "only {} examples found",
         examples.len()
     );
+    run_all("README", &examples);
+}
+
+/// The man page's EXAMPLES, which hold every example of -h and --help too (all come
+/// from one list in src/help.rs), as shell lines.
+fn man_examples(man: &str) -> Vec<String> {
+    let section = man.split(".SH EXAMPLES\n.nf\n").nth(1).expect("EXAMPLES");
+    let block = section.split("\n.fi\n").next().unwrap();
+    block
+        .lines()
+        .map(|l| {
+            l.replace("\\-", "-")
+                .replace("\\(aq", "'")
+                .replace("\\e", "\\")
+        })
+        .collect()
+}
+
+#[test]
+fn every_help_and_man_page_example_runs() {
+    let mut c = cmd();
+    c.args(["--generate", "man"]);
+    let examples = man_examples(&stdout_of(&run(c).success()));
+    assert!(
+        examples.len() >= 8,
+        "only {} examples found",
+        examples.len()
+    );
+    assert!(examples.contains(&r#"cs-msg --json "hi" | jq -r '.content[0].text'"#.to_owned()));
+    run_all("man page", &examples);
+}
+
+/// Runs each line with bash in one workspace, in order, against one mock server; each
+/// must succeed without showing the key.
+fn run_all(source: &str, examples: &[String]) {
     let mut server = mock_server();
     api_mock(&mut server);
     let dir = tempfile::tempdir().unwrap();
@@ -244,7 +280,7 @@ fn every_readme_example_runs() {
         bin.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    for example in &examples {
+    for example in examples {
         // Real endpoints in examples point at the mock instead.
         let line = example
             .replace("https://api.anthropic.com", &server.url())
@@ -266,7 +302,7 @@ fn every_readme_example_runs() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success(),
-            "README example failed ({}):\n  {example}\nstdout: {stdout}\nstderr: {stderr}",
+            "{source} example failed ({}):\n  {example}\nstdout: {stdout}\nstderr: {stderr}",
             out.status
         );
         assert!(
