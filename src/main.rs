@@ -16,6 +16,9 @@ mod request;
 mod run;
 mod spinner;
 mod stream;
+// Wired in by the tool loop.
+#[allow(dead_code)]
+mod tool_result;
 mod tools;
 
 // The pure modules live in the library (src/lib.rs) so benches can reach them.
