@@ -6,6 +6,9 @@ mod cli;
 mod client;
 mod config;
 mod conversation;
+// Wired in by the tool loop.
+#[allow(dead_code)]
+mod executor;
 mod generate;
 mod input;
 mod models;
