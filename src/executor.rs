@@ -968,6 +968,46 @@ mod tests {
     }
 
     #[test]
+    fn the_calls_of_a_turn_run_at_the_same_time() {
+        let _t = tools();
+        let dir = tempfile::tempdir().unwrap();
+        // Each waits for the other to have started: run one after the other, the
+        // first would time out.
+        let meet = |me: &str, other: &str| {
+            format!(
+                "touch '{d}/{me}'; while [ ! -e '{d}/{other}' ]; do sleep 0.01; done; echo {me}",
+                d = dir.path().display()
+            )
+        };
+        let executors = vec![
+            script(dir.path(), "a", &meet("a", "b")),
+            script(dir.path(), "b", &meet("b", "a")),
+        ];
+        let input = json!({});
+        let calls = [
+            ToolCall {
+                id: "toolu_1",
+                name: "b",
+                input: &input,
+            },
+            ToolCall {
+                id: "toolu_2",
+                name: "a",
+                input: &input,
+            },
+        ];
+        let limits = Limits {
+            timeout: Duration::from_secs(20),
+            ..fast()
+        };
+        let texts: Vec<String> = run_turn(&calls, &executors, &limits)
+            .iter()
+            .map(|r| r.text().to_owned())
+            .collect();
+        assert_eq!(texts, vec!["b\n", "a\n"]);
+    }
+
+    #[test]
     fn a_program_that_vanished_is_an_error_result() {
         let _t = tools();
         let dir = tempfile::tempdir().unwrap();
@@ -986,6 +1026,14 @@ mod tests {
     #[test]
     fn ctrl_c_kills_running_tools_and_starts_no_more() {
         let _all = TOOLS.write().unwrap_or_else(PoisonError::into_inner);
+        /// Lets tools start again however this test ends.
+        struct Restart;
+        impl Drop for Restart {
+            fn drop(&mut self) {
+                STOPPED.store(false, Ordering::SeqCst);
+            }
+        }
+        let _restart = Restart;
         let dir = tempfile::tempdir().unwrap();
         let e = script(dir.path(), "t", "sleep 30");
         let limits = fast();
@@ -1001,7 +1049,6 @@ mod tests {
         let run = e.run("id", &json!({}), &limits);
         assert_eq!(run.text(), "could not start t: cs-msg was interrupted");
         assert!(running().is_empty());
-        STOPPED.store(false, Ordering::SeqCst);
     }
 
     #[test]
