@@ -9,6 +9,9 @@ mod cli;
 mod client;
 mod config;
 mod conversation;
+// Wired in by the tool loop.
+#[allow(dead_code)]
+mod executor;
 mod files;
 mod generate;
 mod generation;
@@ -22,6 +25,9 @@ mod response;
 mod run;
 mod spinner;
 mod stream;
+// Wired in by the tool loop.
+#[allow(dead_code)]
+mod tool_result;
 mod tools;
 
 // The pure modules live in the library (src/lib.rs) so benches can reach them.
