@@ -139,9 +139,41 @@ pub struct Cli {
     )]
     pub tool_choice: Option<String>,
 
+    /// Run the tool NAME (defined in --tools) as COMMAND when the model calls it;
+    /// repeatable. The tool's input JSON is COMMAND's stdin, its stdout the result.
+    /// COMMAND is split like a shell would, never run by one
+    #[arg(long = "exec", value_name = "NAME=COMMAND", help_heading = "Tools")]
+    pub exec: Vec<String>,
+
+    /// Answer a tool call of the history's last turn: ID=TEXT, ID=@FILE or ID=- (stdin);
+    /// repeatable
+    #[arg(long = "tool-result", value_name = "ID=TEXT|@FILE|-", help_heading = "Tools",
+          hide_short_help = true)]
+    pub tool_result: Vec<String>,
+
+    /// Like --tool-result, but the call failed (is_error: true)
+    #[arg(long = "tool-error", value_name = "ID=TEXT|@FILE|-", help_heading = "Tools",
+          hide_short_help = true)]
+    pub tool_error: Vec<String>,
+
+    /// The most requests one tool loop sends (--exec)
+    #[arg(long, value_name = "N", default_value_t = crate::tool_loop::DEFAULT_MAX_TURNS,
+          value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "Tools",
+          hide_short_help = true)]
+    pub max_turns: u32,
+
+    /// Seconds a tool command may run before its process group is killed
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = seconds,
+          help_heading = "Tools", hide_short_help = true)]
+    pub tool_timeout: f64,
+
+    /// --tool-result and --tool-error in the order given (filled by `parse`).
+    #[arg(skip)]
+    pub tool_outcomes: Vec<(crate::tool_result::Flag, String)>,
+
     /// Print one JSON object matching this JSON Schema (file or inline)
     #[arg(long, value_name = "PATH|JSON", help_heading = "Generation",
-          conflicts_with_all = ["tools", "tool_choice", "conversation", "events", "json"])]
+          conflicts_with_all = ["tools", "tool_choice", "conversation", "events", "json", "exec"])]
     pub schema: Option<String>,
 
     /// Extended thinking: `adaptive`, or a token budget N (at least 1024)
@@ -279,6 +311,7 @@ pub struct Cli {
     /// fields; one JSON result line per input line, in input order.
     #[arg(long, value_name = "IN.jsonl", help_heading = "Batch",
           conflicts_with_all = ["prompt", "events", "dry_run", "show_thinking", "usage",
+                                "tool_result", "tool_error",
                                 "conversation", "request", "count_tokens", "list_models"],
           value_hint = clap::ValueHint::FilePath)]
     pub batch: Option<PathBuf>,
@@ -304,8 +337,23 @@ pub fn parse() -> Result<(Cli, Explicit), std::process::ExitCode> {
         matches.try_contains_id(id).unwrap_or(false)
             && matches.value_source(id) == Some(ValueSource::CommandLine)
     });
-    let cli = Cli::from_arg_matches(&matches).map_err(usage_error)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(usage_error)?;
+    cli.tool_outcomes = in_order(&matches);
     Ok((cli, explicit))
+}
+
+/// `--tool-result` and `--tool-error` values in command-line order: the results
+/// go into the user turn in the order given.
+fn in_order(matches: &clap::ArgMatches) -> Vec<(crate::tool_result::Flag, String)> {
+    use crate::tool_result::Flag;
+    let mut all: Vec<(usize, Flag, String)> = Vec::new();
+    for (id, flag) in [("tool_result", Flag::Result), ("tool_error", Flag::Error)] {
+        let values = matches.get_many::<String>(id).into_iter().flatten();
+        let indices = matches.indices_of(id).into_iter().flatten();
+        all.extend(indices.zip(values).map(|(i, v)| (i, flag, v.clone())));
+    }
+    all.sort_by_key(|(i, _, _)| *i);
+    all.into_iter().map(|(_, f, v)| (f, v)).collect()
 }
 
 fn usage_error(e: clap::Error) -> std::process::ExitCode {

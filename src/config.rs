@@ -16,6 +16,9 @@ use crate::error::{ExitKind, Failure, usage};
 use crate::files;
 use crate::generation::{self, Explicit, Generation, rules};
 use crate::output::OutputMode;
+use crate::executor::{self, Executor, Limits};
+use crate::tool_loop::ToolLoop;
+use crate::tool_result::{self, ToolResult};
 use crate::tools::{self, Schema};
 
 /// What this invocation does: decided once, here, and dispatched in one `match` in
@@ -128,6 +131,10 @@ pub struct Config {
     /// `--request`: a whole body to start from.
     pub request_file: Option<PathBuf>,
     pub schema: Option<Schema>,
+    /// `--exec`: the tool loop runs the bound tools.
+    pub tool_loop: Option<ToolLoop>,
+    /// `--tool-result`/`--tool-error`: answers to the history's last tool calls.
+    pub tool_results: Vec<ToolResult>,
     /// Fields given on the command line: only those override a `--request` body.
     pub explicit: Explicit,
     pub generation: Generation,
@@ -219,6 +226,33 @@ impl Config {
             })
             .map_err(usage)?;
 
+        let executors = cli
+            .exec
+            .iter()
+            .map(|e| Executor::parse(e))
+            .collect::<Result<Vec<_>>>()?;
+        let tool_loop = if executors.is_empty() {
+            None
+        } else {
+            executor::check_bound(&executors, generation.tools.as_deref().unwrap_or(&[]))?;
+            Some(ToolLoop {
+                executors,
+                max_turns: cli.max_turns,
+                limits: Limits::with_timeout(Duration::from_secs_f64(cli.tool_timeout)),
+            })
+        };
+        let outcomes: Vec<(tool_result::Flag, &str)> = cli
+            .tool_outcomes
+            .iter()
+            .map(|(f, v)| (*f, v.as_str()))
+            .collect();
+        let tool_results = tool_result::read_results(&outcomes)?;
+        if !tool_results.is_empty() && cli.conversation.is_none() && cli.messages.is_none() {
+            return Err(usage(
+                "--tool-result/--tool-error answer the calls of a history: give -c or --messages",
+            ));
+        }
+
         let api_key = resolve_api_key(cli.api_key_file.as_deref(), &env)?;
         let ms = |name: &str, default: u64| {
             env(name)
@@ -236,6 +270,8 @@ impl Config {
             conversation: cli.conversation,
             request_file: cli.request,
             schema,
+            tool_loop,
+            tool_results,
             explicit,
             generation,
             network: Network {
@@ -310,6 +346,15 @@ fn stdin_claimed(cli: &Cli, mode: &Mode) -> Result<bool> {
         ("--messages -", dash(&cli.messages)),
         ("--tools -", dash(&cli.tools)),
         ("--system-file -", dash(&cli.system_file)),
+        (
+            "--tool-result -",
+            tool_result::uses_stdin(
+                &cli.tool_outcomes
+                    .iter()
+                    .map(|(f, v)| (*f, v.as_str()))
+                    .collect::<Vec<_>>(),
+            ),
+        ),
     ]
     .into_iter()
     .filter_map(|(flag, reads)| reads.then_some(flag))

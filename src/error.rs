@@ -40,6 +40,7 @@ exit_kinds! {
     RateLimited = 4: "rate limited or overloaded, still after retries (429, 529, `overloaded_error` or `rate_limit_error`, also as a mid-stream `error` event)",
     Network = 5: "network: connect/DNS/TLS failure, timeout, dropped connection, a body that could not be read, or a stream that ended without `message_stop`",
     Unusable = 6: "unusable answer: `--strict` and an incomplete stop reason, or `--schema` output that does not validate",
+    ToolsPending = 7: "the tool loop stopped with tool calls pending: `--max-turns` reached, or the model called a tool that has no executor while executors were given (the pending calls are printed as `tool_use` lines)",
     Interrupted = 130: "interrupted by SIGINT (Ctrl-C): what reached stdout stays, temporary files are removed, and the signal is re-raised so that a calling shell loop stops too",
 }
 

@@ -347,14 +347,6 @@ pub fn find<'a>(executors: &'a [Executor], name: &str) -> Option<&'a Executor> {
     executors.iter().find(|e| e.name == name)
 }
 
-/// The calls of a turn that no executor is bound to.
-pub fn unbound<'a, 'c>(calls: &'c [ToolCall<'a>], executors: &[Executor]) -> Vec<&'c ToolCall<'a>> {
-    calls
-        .iter()
-        .filter(|c| find(executors, c.name).is_none())
-        .collect()
-}
-
 /// Runs the calls of one turn in parallel; the results are in the order of the calls.
 /// A call with no executor gets an error result (the loop stops before that, see
 /// [`unbound`]).
@@ -415,6 +407,7 @@ impl ToolRun {
     }
 
     /// The result's text (the single text block).
+    #[cfg(test)]
     pub fn text(&self) -> &str {
         self.content
             .first()

@@ -9,8 +9,6 @@ mod cli;
 mod client;
 mod config;
 mod conversation;
-// Wired in by the tool loop.
-#[allow(dead_code)]
 mod executor;
 mod files;
 mod generate;
@@ -25,8 +23,7 @@ mod response;
 mod run;
 mod spinner;
 mod stream;
-// Wired in by the tool loop.
-#[allow(dead_code)]
+mod tool_loop;
 mod tool_result;
 mod tools;
 

@@ -121,6 +121,9 @@ pub struct Writer<W: Write = BufWriter<Stdout>> {
     thinking_open: bool,
     /// The thinking text written so far ends with a newline.
     thinking_at_line_start: bool,
+    /// Text mode prints each `tool_use` block as a JSON line; not while a tool loop
+    /// runs the calls itself (it prints only the pending ones).
+    tool_calls: bool,
 }
 
 impl Writer {
@@ -143,6 +146,7 @@ impl<W: Write> Writer<W> {
             at_line_start: true,
             thinking_open: false,
             thinking_at_line_start: true,
+            tool_calls: true,
         }
     }
 
@@ -182,8 +186,20 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    /// A tool call, as one JSON line of its own.
+    pub fn print_tool_calls(&mut self, print: bool) {
+        self.tool_calls = print;
+    }
+
+    /// A tool call, as one JSON line of its own (unless a tool loop answers it).
     pub fn tool_use(&mut self, block: &Value) -> io::Result<()> {
+        if !self.tool_calls {
+            return Ok(());
+        }
+        self.pending_tool_use(block)
+    }
+
+    /// A tool call nobody will answer in this run, as one JSON line of its own.
+    pub fn pending_tool_use(&mut self, block: &Value) -> io::Result<()> {
         self.close_thinking();
         if !self.at_line_start {
             self.out.write_all(b"\n")?;

@@ -11,6 +11,8 @@ use crate::config::{Config, Mode};
 use crate::error::{Failure, snippet, usage};
 use crate::output::{self, OutputMode, Writer};
 use crate::spinner::{self, Spinner};
+use crate::tool_loop::{self, Exchange};
+use crate::tool_result::{self, ToolResult};
 use crate::{batch, call, conversation, files, generate, input, models, request};
 
 pub fn run(config: Config) -> Result<()> {
@@ -65,7 +67,17 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
         (None, Some(path)) if path.exists() => conversation::read_messages(path, "--conversation")?,
         _ => Vec::new(),
     };
-    let blocks = input::user_blocks(&config.input, config.stdin_hint_after)?;
+    let mut blocks = input::user_blocks(&config.input, config.stdin_hint_after)?;
+    if !config.tool_results.is_empty() {
+        // The results answer the history's last turn, so they come first in this one.
+        let source = match (&config.messages_file, &config.conversation) {
+            (Some(p), _) | (None, Some(p)) => p.display().to_string(),
+            (None, None) => "the history".into(),
+        };
+        tool_result::check_against_history(&prior, &config.tool_results, &source)?;
+        let results = config.tool_results.iter().map(ToolResult::block);
+        blocks.splice(0..0, results);
+    }
     // A conversation needs a new turn; --messages or --request may stand alone.
     let has_history = !prior.is_empty() && config.conversation.is_none();
     if blocks.is_empty() && base.is_none() && !has_history {
@@ -111,25 +123,68 @@ fn message(config: &Config) -> Result<()> {
     let streaming = request::is_streaming(&body);
     let mut spinner = spinner::wanted(config.output_mode, streaming, config.verbose)
         .then(|| Spinner::start(format!("waiting for {model}…")));
-    let mut writer = Writer::stdout(config.output_mode, config.show_thinking);
-    let message = call::send(
-        &client,
-        &body,
-        &mut writer,
-        config.conversation.is_some(),
-        &mut || {
-            if let Some(s) = spinner.as_mut() {
-                s.stop();
+    let mut stop_spinner = || {
+        if let Some(s) = spinner.as_mut() {
+            s.stop();
+        }
+    };
+    let exchange = match &config.tool_loop {
+        None => {
+            let mut writer = Writer::stdout(config.output_mode, config.show_thinking);
+            let keep_text = config.conversation.is_some();
+            let message = call::send(&client, &body, &mut writer, keep_text, &mut stop_spinner)?;
+            let reply = conversation::reply_content(&message);
+            Exchange {
+                usage: message.get("usage").cloned().unwrap_or(Value::Null),
+                turns: if reply.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![json!({"role": "assistant", "content": reply})]
+                },
+                message,
+                requests: 1,
+                pending: Vec::new(),
+                pending_reason: String::new(),
             }
-        },
-    )?;
+        }
+        Some(tools) => {
+            // A signal kills the running tools' process groups before cs-msg dies.
+            crate::interrupt::on_signal(crate::executor::kill_running);
+            // --json prints only the final message; the turns are collected.
+            let mode = match config.output_mode {
+                OutputMode::Json => OutputMode::Collect,
+                mode => mode,
+            };
+            let mut writer = Writer::stdout(mode, config.show_thinking);
+            let exchange =
+                tool_loop::run(&client, tools, body.clone(), &mut writer, config.verbose, &mut stop_spinner)?;
+            if config.output_mode == OutputMode::Json {
+                let mut writer = Writer::stdout(OutputMode::Json, false);
+                writer.message(&exchange.message)?;
+                writer.finish()?;
+            }
+            exchange
+        }
+    };
     drop(spinner); // erased before any warning below
     if config.verbose {
-        output::info(&format!("done in {} ms", started.elapsed().as_millis()));
+        let turns = match exchange.requests {
+            1 => String::new(),
+            n => format!(" ({n} requests)"),
+        };
+        output::info(&format!("done in {} ms{turns}", started.elapsed().as_millis()));
     }
     if config.show_usage {
-        output::info(&answer::usage_line(message.get("usage")));
+        output::info(&answer::usage_line(Some(&exchange.usage)));
     }
+    if let Some(failure) = exchange.pending_failure() {
+        // The history then ends with the pending calls, ready for --tool-result.
+        if let Some(path) = &config.conversation {
+            save_conversation(path, history, &exchange.turns)?;
+        }
+        return Err(failure.into());
+    }
+    let message = exchange.message;
     let checked = answer::check(
         message,
         &body,
@@ -145,16 +200,16 @@ fn message(config: &Config) -> Result<()> {
         print_line(serde_json::to_string(object)?.as_bytes())?;
     }
     if let Some(path) = &config.conversation {
-        save_conversation(path, history, &checked.message)?;
+        save_conversation(path, history, &exchange.turns)?;
     }
     Ok(())
 }
 
-fn save_conversation(path: &std::path::Path, history: History, message: &Value) -> Result<()> {
-    // The API refuses empty text blocks in input, so an empty reply (a refusal,
-    // say) would poison every later turn: keep it out of the file.
-    let reply = conversation::reply_content(message);
-    if reply.is_empty() {
+/// `-c`: the history, this user turn, and every turn the answer added. The API
+/// refuses empty text blocks in input, so an empty reply (a refusal, say) would
+/// poison every later turn: then the file is left as it was.
+fn save_conversation(path: &std::path::Path, history: History, added: &[Value]) -> Result<()> {
+    if added.is_empty() {
         output::warn(&format!(
             "the reply was empty; {} was left unchanged",
             path.display()
@@ -163,7 +218,7 @@ fn save_conversation(path: &std::path::Path, history: History, message: &Value) 
     }
     let mut turns = history.prior;
     turns.push(history.user_turn);
-    turns.push(json!({"role": "assistant", "content": reply}));
+    turns.extend_from_slice(added);
     conversation::save(path, &turns)
 }
 

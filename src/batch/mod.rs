@@ -36,14 +36,15 @@ use window::Window;
 
 /// A failed line's exit code, most important first (README "Exit codes": an auth
 /// failure matters most, every later line would fail the same way). 6 (`--strict`)
-/// comes last.
-const EXIT_PRECEDENCE: [ExitKind; 6] = [
+/// and 7 (tool calls pending) come last.
+const EXIT_PRECEDENCE: [ExitKind; 7] = [
     ExitKind::Auth,
     ExitKind::Network,
     ExitKind::RateLimited,
     ExitKind::Api,
     ExitKind::Usage,
     ExitKind::Unusable,
+    ExitKind::ToolsPending,
 ];
 
 /// What every line's request starts from: the flags and the `-f` files.
@@ -165,6 +166,9 @@ pub fn run(config: Config, spec: &BatchSpec) -> Result<()> {
     }));
     if matches!(lock(&sink).out, Out::File(_)) {
         sink::salvage_on_signal(&sink);
+    }
+    if shared.template.config.tool_loop.is_some() {
+        crate::interrupt::on_signal(crate::executor::kill_running);
     }
 
     let (results_tx, results) = mpsc::channel::<Msg>();

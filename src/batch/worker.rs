@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use serde_json::{Map, Value, json};
 
 use crate::answer::{self, Checks};
-use crate::call;
+use crate::{call, tool_loop};
 use crate::error::{ExitKind, Failure, one_line};
 use crate::output::{OutputMode, Writer};
 
@@ -69,17 +69,36 @@ fn answer(shared: &Shared, job: &Job) -> Outcome {
     }
     // Nothing is printed while a line is answered: the result line carries it.
     let mut writer = Writer::new(std::io::sink(), OutputMode::Collect, false);
-    let checked =
-        call::send(&shared.client, &body, &mut writer, true, &mut || {}).and_then(|message| {
-            answer::check(
-                message,
-                &body,
-                Checks {
-                    strict: config.strict,
-                    schema: config.schema.as_ref(),
-                },
-            )
-        });
+    let mut turns = None;
+    let message = match &config.tool_loop {
+        None => call::send(&shared.client, &body, &mut writer, true, &mut || {}),
+        // Each line runs its own loop with the same executors.
+        Some(tools) => tool_loop::run(
+            &shared.client,
+            tools,
+            body.clone(),
+            &mut writer,
+            config.verbose,
+            &mut || {},
+        )
+        .and_then(|exchange| {
+            turns = Some(exchange.requests);
+            match exchange.pending_failure() {
+                Some(failure) => Err(failure.into()),
+                None => Ok(exchange.message),
+            }
+        }),
+    };
+    let checked = message.and_then(|message| {
+        answer::check(
+            message,
+            &body,
+            Checks {
+                strict: config.strict,
+                schema: config.schema.as_ref(),
+            },
+        )
+    });
     let checked = match checked {
         Ok(checked) => checked,
         Err(e) => {
@@ -97,6 +116,9 @@ fn answer(shared: &Shared, job: &Job) -> Outcome {
         Some(object) => line.insert("object".into(), object),
         None => line.insert("message".into(), checked.message),
     };
+    if let Some(n) = turns {
+        line.insert("turns".into(), json!(n));
+    }
     Outcome::Answered(to_line(&Value::Object(line)))
 }
 
@@ -128,6 +150,7 @@ fn default_type(kind: ExitKind) -> &'static str {
         ExitKind::RateLimited => "rate_limit_error",
         ExitKind::Network => "network_error",
         ExitKind::Unusable => "unusable_answer",
+        ExitKind::ToolsPending => "tool_calls_pending",
         _ => "api_error",
     }
 }
