@@ -276,7 +276,7 @@ mod tests {
         match result {
             Err(AttemptError::Fatal(e)) => assert_eq!(
                 e.to_string(),
-                "malformed response: not an event stream: <html>oops</html> (request-id req_t)"
+                "malformed response: not an event stream: HTML page: oops (request-id req_t)"
             ),
             _ => panic!("expected a failure"),
         }
