@@ -136,9 +136,11 @@ fn handle<W: Write>(
     acc: &mut Accumulator,
     writer: &mut Writer<W>,
 ) -> Result<(), AttemptError> {
-    let update = acc
-        .apply(event.name.as_deref(), &event.data)
-        .map_err(|m| Failure::new(ExitKind::Api, format!("malformed response: {}", m.0)))?;
+    let update = acc.apply(event.name.as_deref(), &event.data).map_err(|m| {
+        // Text already printed ends its line before the error line.
+        let _ = writer.finish();
+        Failure::new(ExitKind::Api, format!("malformed response: {}", m.0))
+    })?;
     // --events: every event the accumulator took (an event it refused is reported
     // as malformed instead), except the OpenAI-style end markers.
     let end_marker = event.data.trim() == "[DONE]" || event.name.as_deref() == Some("done");
