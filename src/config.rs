@@ -52,15 +52,31 @@ pub struct ApiKey(String);
 
 impl ApiKey {
     /// Checks a key read from the environment or a file. A key with white space or
-    /// control characters would be mangled in a header, or is a copy-paste accident.
+    /// control characters would be mangled in a header, or is a copy-paste accident;
+    /// so is one with a byte-order mark (a file saved by an editor "with BOM"), a
+    /// zero-width or other invisible character, or anything beyond printable ASCII
+    /// (keys are ASCII; a curly quote or a look-alike letter came from a document).
+    /// Messages name the character and where it is, never the key.
     pub fn parse(raw: &str, source: &str) -> Result<ApiKey> {
         let key = raw.trim();
         if key.is_empty() {
             return Err(Failure::new(ExitKind::Auth, format!("{source} is empty")).into());
         }
+        if key.contains('\u{feff}') {
+            return Err(usage(format!(
+                "{source} contains a byte-order mark (U+FEFF); save the key as plain text without a BOM"
+            )));
+        }
         if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(usage(format!(
                 "{source} contains white space or control characters; check how the key was pasted"
+            )));
+        }
+        if let Some((at, c)) = key.chars().enumerate().find(|(_, c)| !c.is_ascii_graphic()) {
+            return Err(usage(format!(
+                "{source} contains an invisible or non-ASCII character (U+{:04X} at character {}); keys are plain ASCII: type or copy the key again",
+                u32::from(c),
+                at + 1
             )));
         }
         Ok(ApiKey(key.to_owned()))
@@ -418,9 +434,45 @@ fn warn_if_key_file_is_shared(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_key_file_is_shared(_path: &Path) {}
 
-/// The key must not travel in clear text: `http://` only to a loopback host.
+/// The key must not travel in clear text: `http://` only to a loopback host. Nor in
+/// the URL: user info (`https://user:pw@host`) is refused without echoing it (it
+/// would be sent to the host, and shown in every message that names the URL). A
+/// `?query` or `#fragment` would swallow the `/v1/messages` appended to the base, and
+/// a port outside 1–65535 is not silently replaced.
 pub fn check_base_url(raw: &str) -> Result<String> {
     let trimmed = raw.trim_end_matches('/');
+    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    if authority.contains('@') {
+        return Err(usage(
+            "--base-url contains user info (user:password@host), which is not shown here; a URL is no place for a secret: put the key in CS_MSG_API_KEY",
+        ));
+    }
+    if trimmed.contains('#') {
+        return Err(usage(format!(
+            "--base-url '{raw}' must not have a #fragment"
+        )));
+    }
+    if trimmed.contains('?') {
+        return Err(usage(format!("--base-url '{raw}' must not have a ?query")));
+    }
+    // The port as written: the URL parser takes an out-of-range port for none.
+    let port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(_, rest)| rest),
+        None => Some(authority),
+    }
+    .and_then(|rest| rest.rsplit_once(':'))
+    .map(|(_, port)| port);
+    if let Some(port) = port
+        && !matches!(port.parse::<u32>(), Ok(1..=65535) if port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(usage(format!(
+            "--base-url '{raw}' has port '{port}'; a port is a number from 1 to 65535"
+        )));
+    }
     let uri: ureq::http::Uri = trimmed
         .parse()
         .map_err(|_| usage(format!("--base-url '{raw}' is not a valid URL")))?;
@@ -440,9 +492,6 @@ pub fn check_base_url(raw: &str) -> Result<String> {
                 "--base-url '{raw}' must start with https://"
             )));
         }
-    }
-    if uri.query().is_some() {
-        return Err(usage(format!("--base-url '{raw}' must not have a query")));
     }
     Ok(trimmed.to_owned())
 }
@@ -488,6 +537,114 @@ mod tests {
         assert!(check_base_url("http://example.com").is_err());
         assert!(check_base_url("ftp://example.com").is_err());
         assert!(check_base_url("not a url").is_err());
+    }
+
+    /// The message of a refused base URL, and that it is a usage error (exit 2).
+    fn base_url_error(raw: &str) -> String {
+        let err = check_base_url(raw).expect_err(raw);
+        let failure = err.downcast_ref::<Failure>().expect("a Failure");
+        assert_eq!(failure.kind, ExitKind::Usage, "{raw}");
+        failure.message.clone()
+    }
+
+    #[test]
+    fn base_url_secrets_ports_queries_and_fragments() {
+        for raw in [
+            "https://user:s3cret@api.example.com",
+            "https://sk-ant-s3cret@api.example.com/v1",
+            "http://u:s3cret@127.0.0.1:8080",
+            "https://:s3cret@[::1]:443",
+        ] {
+            let message = base_url_error(raw);
+            assert_eq!(
+                message,
+                "--base-url contains user info (user:password@host), which is not shown here; a URL is no place for a secret: put the key in CS_MSG_API_KEY"
+            );
+            assert!(!message.contains("s3cret"));
+        }
+        // An @ in the path is not user info.
+        assert!(check_base_url("https://api.example.com/team@x").is_ok());
+        for (raw, message) in [
+            (
+                "https://api.example.com:99999",
+                "--base-url 'https://api.example.com:99999' has port '99999'; a port is a number from 1 to 65535",
+            ),
+            (
+                "http://127.0.0.1:0",
+                "--base-url 'http://127.0.0.1:0' has port '0'; a port is a number from 1 to 65535",
+            ),
+            (
+                "http://[::1]:65536/",
+                "--base-url 'http://[::1]:65536/' has port '65536'; a port is a number from 1 to 65535",
+            ),
+            (
+                "https://api.example.com:/v1",
+                "--base-url 'https://api.example.com:/v1' has port ''; a port is a number from 1 to 65535",
+            ),
+            (
+                "https://api.example.com:+443",
+                "--base-url 'https://api.example.com:+443' has port '+443'; a port is a number from 1 to 65535",
+            ),
+            (
+                "https://api.example.com/v1#frag",
+                "--base-url 'https://api.example.com/v1#frag' must not have a #fragment",
+            ),
+            (
+                "https://api.example.com#",
+                "--base-url 'https://api.example.com#' must not have a #fragment",
+            ),
+            (
+                "https://api.example.com/?key=x",
+                "--base-url 'https://api.example.com/?key=x' must not have a ?query",
+            ),
+        ] {
+            assert_eq!(base_url_error(raw), message);
+        }
+        for ok in [
+            "https://api.example.com:443",
+            "https://api.example.com:1/",
+            "http://127.0.0.1:65535",
+            "http://[::1]:8080/gateway",
+            "https://[2001:db8::1]/",
+        ] {
+            assert!(check_base_url(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn keys_with_invisible_or_non_ascii_characters_are_refused() {
+        let message = |raw: &str| {
+            let err = ApiKey::parse(raw, "CS_MSG_API_KEY")
+                .err()
+                .unwrap_or_else(|| panic!("{raw:?} accepted"));
+            let failure = err.downcast_ref::<Failure>().expect("a Failure");
+            assert_eq!(failure.kind, ExitKind::Usage, "{raw:?}");
+            failure.message.clone()
+        };
+        assert_eq!(
+            message("\u{feff}sk-abc\n"),
+            "CS_MSG_API_KEY contains a byte-order mark (U+FEFF); save the key as plain text without a BOM"
+        );
+        for (raw, found) in [
+            ("sk-a\u{200b}bc", "U+200B at character 5"),
+            ("sk-abc\u{2060}", "U+2060 at character 7"),
+            ("sk-ab\u{ad}c", "U+00AD at character 6"),
+            ("sk-\u{430}bc", "U+0430 at character 4"),
+            ("\u{201c}sk-abc\u{201d}", "U+201C at character 1"),
+            ("sk-abc\u{e9}", "U+00E9 at character 7"),
+        ] {
+            assert_eq!(
+                message(raw),
+                format!(
+                    "CS_MSG_API_KEY contains an invisible or non-ASCII character ({found}); keys are plain ASCII: type or copy the key again"
+                )
+            );
+        }
+        assert!(message("sk-a\u{a0}bc").contains("white space"));
+        assert_eq!(
+            ApiKey::parse("  sk-ant_A1.b~c=\n", "k").unwrap().expose(),
+            "sk-ant_A1.b~c="
+        );
     }
 
     #[test]

@@ -1,10 +1,26 @@
 //! Stream events → the final message, exactly as the SDKs accumulate it (API.md §4.4):
 //! blocks addressed by index, tool input JSON joined and parsed at `content_block_stop`,
 //! `message_delta` fields overwriting, never adding. Pure: no I/O here.
+//!
+//! What the accumulator holds is bounded: every event it keeps is charged its
+//! [`weight`] against [`MAX_MESSAGE_BYTES`], and an answer beyond that is refused as
+//! malformed (exit 1), so no stream can grow memory without limit.
 
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+
+/// The most an answer may weigh in memory (see [`weight`]): far above any real answer
+/// (128k output tokens are well under 2 MiB of text), low enough that a hostile
+/// stream cannot exhaust memory.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+
+/// What one JSON value costs in memory beyond its text, for [`weight`]: a `Value`
+/// node and its map entry.
+const NODE_BYTES: usize = 48;
+
+/// A first `message_start` without an id is kept this long, to recognise a repeat.
+const MAX_KEPT_START: usize = 16 * 1024;
 
 /// What an event changed, for the writers that print as the stream goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +34,7 @@ pub enum Update {
     BlockStop(usize),
     MessageDelta,
     MessageStop,
-    /// An `error` event.
+    /// An `error` event (before `message_stop`; after it, nothing counts).
     Error(ApiError),
 }
 
@@ -26,7 +42,7 @@ pub enum Update {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Malformed(pub String);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Accumulator {
     message: Option<Value>,
     /// Per block: the joined `partial_json` of tool blocks, parsed at their stop.
@@ -35,11 +51,64 @@ pub struct Accumulator {
     complete: bool,
     /// Text and thinking deltas are reported but not kept (see [`Self::without_text`]).
     drop_text: bool,
+    /// A `message_delta` set a stop reason: a `[DONE]` after it completes the answer.
+    stop_reason_seen: bool,
+    /// The first `message_start`'s id, or (without one) its data when short: a
+    /// repeat of it is ignored.
+    start_id: Option<String>,
+    start_data: Option<String>,
+    /// The weight of what is held, and the most it may reach.
+    held: usize,
+    cap: usize,
+}
+
+impl Default for Accumulator {
+    fn default() -> Self {
+        Accumulator {
+            message: None,
+            json_buffers: Vec::new(),
+            stopped: Vec::new(),
+            complete: false,
+            drop_text: false,
+            stop_reason_seen: false,
+            start_id: None,
+            start_data: None,
+            held: 0,
+            cap: MAX_MESSAGE_BYTES,
+        }
+    }
 }
 
 impl Accumulator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same accumulator with another limit than [`MAX_MESSAGE_BYTES`] (tests).
+    pub fn with_cap(self, cap: usize) -> Self {
+        Accumulator { cap, ..self }
+    }
+
+    /// The weight (see [`weight`]) of everything held: the message, tool input
+    /// buffers, bookkeeping. Never above the cap.
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    /// Charges `cost` against the cap, or refuses the event.
+    fn hold(&mut self, cost: usize) -> Result<(), Malformed> {
+        if !self.fits(cost) {
+            return Err(Malformed(format!(
+                "the answer is larger than {}",
+                describe_size(self.cap)
+            )));
+        }
+        self.held += cost;
+        Ok(())
+    }
+
+    fn fits(&self, cost: usize) -> bool {
+        self.held.saturating_add(cost) <= self.cap
     }
 
     /// For a caller that prints text and thinking as they arrive and needs neither
@@ -94,6 +163,14 @@ impl Accumulator {
         }
         let delta = fast::parse_delta(data, untyped)?;
         let index = usize::try_from(delta.index).ok()?;
+        // Over the cap, the general path refuses the event with the same numbers.
+        let cost = match delta.kind {
+            fast::Kind::Text | fast::Kind::Thinking if self.drop_text => 0,
+            _ => delta.text.len(),
+        };
+        if !self.fits(cost) {
+            return None;
+        }
         let block = self
             .message
             .as_mut()?
@@ -109,6 +186,7 @@ impl Accumulator {
                 if !self.drop_text {
                     append(block, "text", &text);
                 }
+                self.held += cost;
                 Some(Update::TextDelta(index, text))
             }
             fast::Kind::Thinking if block_type == Some("thinking") => {
@@ -116,6 +194,7 @@ impl Accumulator {
                 if !self.drop_text {
                     append(block, "thinking", &text);
                 }
+                self.held += cost;
                 Some(Update::ThinkingDelta(index, text))
             }
             fast::Kind::InputJson if block.contains_key("input") => {
@@ -123,6 +202,7 @@ impl Accumulator {
                     .get_mut(index)?
                     .get_or_insert_with(String::new)
                     .push_str(&delta.text);
+                self.held += cost;
                 Some(Update::Nothing)
             }
             _ => None,
@@ -131,8 +211,33 @@ impl Accumulator {
 
     /// The general path: the event as a `Value`.
     fn apply_value(&mut self, name: Option<&str>, data: &str) -> Result<Update, Malformed> {
-        if data.trim() == "[DONE]" {
+        // After message_stop the answer is final: a trailing error event, a second
+        // message_start or garbage from a relay cannot undo it.
+        if self.complete {
             return Ok(Update::Nothing);
+        }
+        // An OpenAI-style end (`data: [DONE]`, `event: done`). After a stop reason
+        // the answer is complete; before one it says nothing (the stream must still
+        // reach its end, or it is truncated).
+        if data.trim() == "[DONE]" || name == Some("done") {
+            if self.message.is_some() && self.stop_reason_seen {
+                self.complete = true;
+                return Ok(Update::MessageStop);
+            }
+            return Ok(Update::Nothing);
+        }
+        // A named event that is not ours is skipped unread.
+        if name.is_some_and(|n| !is_known(n)) {
+            return Ok(Update::Nothing);
+        }
+        // Parsing builds a `Value`, which may take many times the text: refuse data
+        // that would outweigh the cap before building it.
+        let event_weight = weight(data);
+        if event_weight > self.cap {
+            return Err(Malformed(format!(
+                "an event larger than {} in memory",
+                describe_size(self.cap)
+            )));
         }
         let parsed: Result<Value, _> = serde_json::from_str(data);
         let name: String = match (name, &parsed) {
@@ -157,39 +262,85 @@ impl Accumulator {
             )));
         }
         if name == "message_start" {
-            if self.message.is_some() {
-                return Err(Malformed("a second message_start in one stream".into()));
-            }
-            let message = event
-                .get_mut("message")
-                .map(Value::take)
-                .filter(Value::is_object)
-                .ok_or_else(|| Malformed("message_start without a message object".into()))?;
-            self.message = Some(message);
-            // Content must be an array from the start. Blocks already in it (a gateway
-            // echoing a prefill) arrived whole: their bookkeeping starts as complete.
-            let blocks = self.content()?.len();
-            self.json_buffers = vec![None; blocks];
-            self.stopped = vec![true; blocks];
-            return Ok(Update::MessageStart);
+            return self.message_start(event, data, event_weight);
         }
         if self.message.is_none() {
             return Err(Malformed(format!("{name} before message_start")));
         }
-        if self.complete {
-            return Ok(Update::Nothing);
-        }
         match name {
-            "content_block_start" => self.block_start(event),
-            "content_block_delta" => self.block_delta(&mut event),
+            "content_block_start" => {
+                self.hold(event_weight)?;
+                self.block_start(event)
+            }
+            "content_block_delta" => self.block_delta(&mut event, event_weight),
             "content_block_stop" => self.block_stop(&event),
-            "message_delta" => self.message_delta(&mut event),
+            "message_delta" => {
+                self.hold(event_weight)?;
+                self.message_delta(&mut event)
+            }
             "message_stop" => {
                 self.complete = true;
                 Ok(Update::MessageStop)
             }
             _ => Ok(Update::Nothing), // ping
         }
+    }
+
+    /// The first `message_start` starts the answer. A repeat of it (same id, or the
+    /// same bytes when there is no id) is ignored, as some relays send one twice;
+    /// any other is a second answer spliced into the stream, never merged.
+    fn message_start(
+        &mut self,
+        mut event: Value,
+        data: &str,
+        event_weight: usize,
+    ) -> Result<Update, Malformed> {
+        let id = event
+            .get("message")
+            .and_then(|m| m.get("id"))
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned);
+        if self.message.is_some() {
+            let repeat = match (&id, &self.start_id) {
+                (Some(new), Some(first)) => new == first,
+                (None, None) => self.start_data.as_deref() == Some(data),
+                _ => false,
+            };
+            if repeat {
+                return Ok(Update::Nothing);
+            }
+            return Err(Malformed(match (id, &self.start_id) {
+                (Some(new), Some(first)) => format!(
+                    "a second message_start ({}) in the stream of {}",
+                    crate::error::sanitize(&new),
+                    crate::error::sanitize(first)
+                ),
+                _ => "a second message_start in one stream".into(),
+            }));
+        }
+        let message = event
+            .get_mut("message")
+            .map(Value::take)
+            .filter(Value::is_object)
+            .ok_or_else(|| Malformed("message_start without a message object".into()))?;
+        let kept = if id.is_none() && data.len() <= MAX_KEPT_START {
+            data.len()
+        } else {
+            0
+        };
+        self.hold(event_weight + kept)?;
+        self.message = Some(message);
+        // Content must be an array from the start. Blocks already in it (a gateway
+        // echoing a prefill) arrived whole: their bookkeeping starts as complete.
+        let blocks = self.content()?.len();
+        self.json_buffers = vec![None; blocks];
+        self.stopped = vec![true; blocks];
+        if id.is_none() && kept > 0 {
+            self.start_data = Some(data.to_owned());
+        }
+        self.start_id = id;
+        Ok(Update::MessageStart)
     }
 
     fn content(&mut self) -> Result<&mut Vec<Value>, Malformed> {
@@ -222,7 +373,7 @@ impl Accumulator {
         Ok(Update::BlockStart(index))
     }
 
-    fn block_delta(&mut self, event: &mut Value) -> Result<Update, Malformed> {
+    fn block_delta(&mut self, event: &mut Value, event_weight: usize) -> Result<Update, Malformed> {
         let index = index_of(event)?;
         let delta = event
             .get_mut("delta")
@@ -234,6 +385,34 @@ impl Accumulator {
             .unwrap_or("")
             .to_owned();
         let keep_text = !self.drop_text;
+        // What the delta adds to the message, charged before anything changes.
+        let (block_type, has_input) = {
+            let block = self
+                .content()?
+                .get(index)
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    Malformed(format!("content_block_delta for unknown index {index}"))
+                })?;
+            (
+                block
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                block.contains_key("input"),
+            )
+        };
+        let len = |key: &str| delta.get(key).and_then(Value::as_str).map_or(0, str::len);
+        let cost = match (delta_type.as_str(), block_type.as_str()) {
+            ("text_delta", "text") if keep_text => len("text"),
+            ("thinking_delta", "thinking") if keep_text => len("thinking"),
+            ("signature_delta", "thinking") => len("signature"),
+            ("citations_delta", "text") => event_weight,
+            ("input_json_delta", _) if has_input => len("partial_json"),
+            _ => 0,
+        };
+        self.hold(cost)?;
         let block = self
             .content()?
             .get_mut(index)
@@ -297,6 +476,8 @@ impl Accumulator {
         if let Some(json) = json
             && !json.trim().is_empty()
         {
+            // The text is already charged; its parse adds the nodes.
+            self.hold(weight(&json) - json.len())?;
             let input: Value = serde_json::from_str(&json).map_err(|e| {
                 Malformed(format!(
                     "tool input of content block {index} is not valid JSON: {e}"
@@ -335,6 +516,9 @@ impl Accumulator {
             for (key, value) in delta {
                 // stop_reason and stop_sequence are overwritten even with null;
                 // other fields (stop_details, container) only when present.
+                if key == "stop_reason" {
+                    self.stop_reason_seen = value.is_string();
+                }
                 if key == "stop_reason" || key == "stop_sequence" || !value.is_null() {
                     message.insert(key, value);
                 }
@@ -356,6 +540,42 @@ impl Accumulator {
             }
         }
         Ok(Update::MessageDelta)
+    }
+}
+
+/// What JSON text costs in memory once parsed, as the accumulator counts it: its
+/// length plus [`NODE_BYTES`] per value it may hold (each `{`, `[`, `,` and `:`
+/// outside strings, and one). An upper bound for `[1,1,1,…]` as for `"long text"`.
+pub fn weight(json: &str) -> usize {
+    let mut nodes = 1usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' | b',' | b':' => nodes += 1,
+                _ => {}
+            }
+        }
+    }
+    json.len().saturating_add(nodes.saturating_mul(NODE_BYTES))
+}
+
+/// `32 MiB`, or a byte count for a limit that is not a whole number of MiB.
+fn describe_size(bytes: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -748,6 +968,178 @@ mod tests {
         }
     }
 
+    const START: &str = r#"{"type":"message_start","message":{"id":"msg_a","content":[],"usage":{"output_tokens":1}}}"#;
+    const TEXT_START: &str =
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#;
+    const HI: &str =
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#;
+    const STOP_DELTA: &str = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}}"#;
+
+    fn started() -> Accumulator {
+        let mut acc = Accumulator::new();
+        for e in [START, TEXT_START, HI] {
+            acc.apply(None, e).unwrap();
+        }
+        acc
+    }
+
+    #[test]
+    fn a_repeated_message_start_is_ignored_another_is_refused() {
+        let mut acc = started();
+        assert_eq!(acc.apply(Some("message_start"), START), Ok(Update::Nothing));
+        // Same id, other details (a relay re-sending its own start): still the same answer.
+        let same_id =
+            r#"{"type":"message_start","message":{"id":"msg_a","content":[],"model":"x"}}"#;
+        assert_eq!(acc.apply(None, same_id), Ok(Update::Nothing));
+        acc.apply(None, HI).unwrap();
+        assert_eq!(acc.block(0).unwrap()["text"], "hihi");
+        let other = r#"{"type":"message_start","message":{"id":"msg_b","content":[]}}"#;
+        assert_eq!(
+            acc.apply(None, other),
+            Err(Malformed(
+                "a second message_start (msg_b) in the stream of msg_a".into()
+            ))
+        );
+        // Without ids: only the very same bytes are a repeat.
+        let no_id = r#"{"type":"message_start","message":{"content":[]}}"#;
+        let mut acc = Accumulator::new();
+        acc.apply(None, no_id).unwrap();
+        assert_eq!(acc.apply(None, no_id), Ok(Update::Nothing));
+        assert_eq!(
+            acc.apply(
+                None,
+                r#"{"type":"message_start","message":{"content":[],"x":1}}"#
+            ),
+            Err(Malformed("a second message_start in one stream".into()))
+        );
+        assert!(
+            acc.apply(None, START).is_err(),
+            "an id where there was none"
+        );
+    }
+
+    #[test]
+    fn done_after_a_stop_reason_completes_the_answer() {
+        for (name, data) in [
+            (None, "[DONE]"),
+            (Some("done"), "[DONE]"),
+            (Some("done"), "{}"),
+        ] {
+            let mut acc = started();
+            // Before a stop reason: nothing (the stream must still end properly).
+            assert_eq!(acc.apply(name, data), Ok(Update::Nothing));
+            assert!(!acc.is_complete());
+            acc.apply(None, STOP_DELTA).unwrap();
+            assert_eq!(
+                acc.apply(name, data),
+                Ok(Update::MessageStop),
+                "{name:?} {data}"
+            );
+            assert!(acc.is_complete());
+            assert_eq!(acc.message().unwrap()["stop_reason"], "end_turn");
+        }
+        // A stop reason later reset to null does not count.
+        let mut acc = started();
+        acc.apply(None, STOP_DELTA).unwrap();
+        acc.apply(
+            None,
+            r#"{"type":"message_delta","delta":{"stop_reason":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(acc.apply(None, "[DONE]"), Ok(Update::Nothing));
+    }
+
+    #[test]
+    fn nothing_after_message_stop_counts() {
+        let mut acc = started();
+        acc.apply(None, STOP_DELTA).unwrap();
+        acc.apply(None, r#"{"type":"message_stop"}"#).unwrap();
+        let before = acc.message().cloned();
+        for (name, data) in [
+            (
+                Some("error"),
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"late"}}"#,
+            ),
+            (
+                None,
+                r#"{"type":"error","error":{"type":"api_error","message":"late"}}"#,
+            ),
+            (
+                None,
+                r#"{"type":"message_start","message":{"id":"msg_b","content":[]}}"#,
+            ),
+            (Some("message_delta"), "{not json"),
+            (None, HI),
+            (None, "[DONE]"),
+        ] {
+            assert_eq!(acc.apply(name, data), Ok(Update::Nothing), "{data}");
+        }
+        assert_eq!(acc.message().cloned(), before);
+    }
+
+    #[test]
+    fn the_answer_is_bounded() {
+        // Text mode keeps no text: endless deltas cost nothing.
+        let mut acc = Accumulator::without_text().with_cap(2000);
+        for e in [START, TEXT_START] {
+            acc.apply(None, e).unwrap();
+        }
+        let held = acc.held_bytes();
+        for _ in 0..10_000 {
+            acc.apply(None, HI).unwrap();
+        }
+        assert_eq!(acc.held_bytes(), held);
+        // Kept text, tool input and blocks are charged, and refused past the cap.
+        let mut acc = Accumulator::new().with_cap(2000);
+        for e in [START, TEXT_START] {
+            acc.apply(None, e).unwrap();
+        }
+        let refused = (0..1000).find_map(|_| acc.apply(None, HI).err());
+        assert_eq!(
+            refused,
+            Some(Malformed("the answer is larger than 2000 bytes".into()))
+        );
+        assert!(acc.held_bytes() <= 2000);
+        let mut acc = Accumulator::without_text().with_cap(3000);
+        acc.apply(None, START).unwrap();
+        let refused = (0..1000).find_map(|i| {
+            let block = format!(
+                r#"{{"type":"content_block_start","index":{i},"content_block":{{"type":"text","text":""}}}}"#
+            );
+            acc.apply(None, &block).err()
+        });
+        assert!(refused.is_some());
+        // A tool input of tiny values is charged for its parse too.
+        let mut acc = Accumulator::without_text().with_cap(4000);
+        acc.apply(None, START).unwrap();
+        acc.apply(None, r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#).unwrap();
+        let json = format!("[{}1]", "1,".repeat(200));
+        let delta = json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":json}});
+        acc.apply(None, &delta.to_string()).unwrap();
+        assert_eq!(
+            acc.apply(None, r#"{"type":"content_block_stop","index":0}"#),
+            Err(Malformed("the answer is larger than 4000 bytes".into()))
+        );
+        // An event that would outweigh the cap once parsed is refused unparsed.
+        let mut acc = Accumulator::new().with_cap(4000);
+        let ping = format!(r#"{{"type":"ping","x":[{}1]}}"#, "1,".repeat(200));
+        assert_eq!(
+            acc.apply(None, &ping),
+            Err(Malformed(
+                "an event larger than 4000 bytes in memory".into()
+            ))
+        );
+        assert_eq!(Accumulator::new().cap, MAX_MESSAGE_BYTES);
+        assert_eq!(describe_size(MAX_MESSAGE_BYTES), "32 MiB");
+    }
+
+    #[test]
+    fn weight_counts_values_outside_strings() {
+        assert_eq!(weight("1"), 1 + NODE_BYTES);
+        assert_eq!(weight("[1,2]"), 5 + 3 * NODE_BYTES);
+        assert_eq!(weight(r#"{"a":"x,[{:\"]"}"#), 16 + 3 * NODE_BYTES);
+    }
+
     /// Applies `events` twice, once through `apply` (fast path where it applies) and
     /// once through the `Value` path alone, and checks every result, the final
     /// message and the tool-input buffers agree.
@@ -763,6 +1155,7 @@ mod tests {
         assert_eq!(fast.json_buffers, slow.json_buffers);
         assert_eq!(fast.stopped, slow.stopped);
         assert_eq!(fast.complete, slow.complete);
+        assert_eq!(fast.held, slow.held);
     }
 
     fn fixture_events(bytes: &[u8]) -> Vec<(Option<String>, String)> {

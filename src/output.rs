@@ -158,16 +158,20 @@ impl<W: Write> Writer<W> {
         self.wrote
     }
 
-    /// `--events`: one event's data as one line. Multi-line data is re-serialized
-    /// compactly so every line stays one JSON value.
+    /// `--events`: one event's data as one JSON line. Multi-line data is
+    /// re-serialized compactly; data that is not JSON at all (a relay's `OK`, raw
+    /// bytes) is written as a JSON string, so every line parses as JSON and none can
+    /// carry raw control characters to a terminal.
     pub fn event_line(&mut self, data: &str) -> io::Result<()> {
         if data.contains(['\n', '\r']) {
             match serde_json::from_str::<Value>(data) {
                 Ok(v) => serde_json::to_writer(&mut self.out, &v)?,
-                Err(_) => return Ok(()), // not JSON, not one line: not ours to print
+                Err(_) => serde_json::to_writer(&mut self.out, data)?,
             }
-        } else {
+        } else if serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok() {
             self.out.write_all(data.as_bytes())?;
+        } else {
+            serde_json::to_writer(&mut self.out, data)?;
         }
         self.out.write_all(b"\n")?;
         self.wrote = true;
@@ -354,6 +358,13 @@ mod tests {
         let mut w = Writer::new(Vec::new(), OutputMode::Events, false);
         w.event_line("{\"type\": \"ping\"}").unwrap();
         w.event_line("{\"a\":\n1}").unwrap();
-        assert_eq!(w.into_inner(), b"{\"type\": \"ping\"}\n{\"a\":1}\n");
+        // Not JSON: a JSON string, escapes and all.
+        w.event_line("OK \u{1b}[31m").unwrap();
+        w.event_line("two\nlines").unwrap();
+        w.event_line("").unwrap();
+        assert_eq!(
+            String::from_utf8(w.into_inner()).unwrap(),
+            "{\"type\": \"ping\"}\n{\"a\":1}\n\"OK \\u001b[31m\"\n\"two\\nlines\"\n\"\"\n"
+        );
     }
 }

@@ -1,11 +1,12 @@
-//! Property tests for the pure stream stages: no input makes them panic, and how the
-//! bytes are split into network reads never changes the result.
+//! Property tests for the pure stream stages: no input makes them panic, how the
+//! bytes are split into network reads never changes the result, and no input makes
+//! them hold more than their caps.
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use crate::message::Accumulator;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::{SseEvent, SseParser, TooLarge};
 
 fn parse(chunks: &[&[u8]]) -> Vec<SseEvent> {
     let mut parser = SseParser::new();
@@ -154,6 +155,157 @@ fn event() -> impl Strategy<Value = (&'static str, Value)> {
         Just(("ping", json!({"type": "ping"}))),
         json_value().prop_map(|v| ("error", json!({"type": "error", "error": v}))),
     ]
+}
+
+/// Bytes that look like a stream, often: field lines, blank lines, comments, every
+/// terminator, JSON events, and raw bytes in between.
+fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let token = prop_oneof![
+        Just(b"data: ".to_vec()),
+        Just(b"data:".to_vec()),
+        Just(b"event: ".to_vec()),
+        Just(b"event: content_block_delta".to_vec()),
+        Just(b": comment".to_vec()),
+        Just(b"id: 1".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\n\n".to_vec()),
+        Just(b"[DONE]".to_vec()),
+        Just(
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"content\":[]}}\n\n"
+                .to_vec()
+        ),
+        Just(
+            b"data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+                .to_vec()
+        ),
+        (event(), any::<bool>()).prop_map(|((name, data), named)| {
+            let mut e = String::new();
+            if named {
+                e += &format!("event: {name}\n");
+            }
+            e += &format!("data: {data}\n\n");
+            e.into_bytes()
+        }),
+        prop::collection::vec(any::<u8>(), 0..40),
+    ];
+    prop::collection::vec(token, 0..60).prop_map(|t| t.concat())
+}
+
+/// Feeds `chunks` to a parser with `cap`, checking after each chunk that it holds
+/// no more than the cap. Returns the events and the error that ended the stream.
+fn parse_capped(chunks: &[&[u8]], cap: usize) -> (Vec<SseEvent>, Option<TooLarge>) {
+    let mut parser = SseParser::with_cap(cap);
+    let mut out = Vec::new();
+    for c in chunks {
+        let result = parser.feed(c, &mut out);
+        assert!(
+            parser.buffered_bytes() <= cap,
+            "{} > {cap}",
+            parser.buffered_bytes()
+        );
+        if let Err(e) = result {
+            return (out, Some(e));
+        }
+    }
+    out.extend(parser.finish());
+    (out, None)
+}
+
+/// What a message holds, counted the way [`crate::message::weight`] bounds it:
+/// string bytes (keys too) and a few bytes per value.
+fn footprint(v: &Value) -> usize {
+    8 + match v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(footprint).sum(),
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + footprint(v)).sum(),
+        _ => 0,
+    }
+}
+
+/// Applies `events` to an accumulator with `cap`, checking after every event that
+/// what it holds stays within the cap and that its count covers the message.
+fn accumulate_capped(
+    events: &[(Option<String>, String)],
+    cap: usize,
+    keep_text: bool,
+) -> Accumulator {
+    let acc = if keep_text {
+        Accumulator::new()
+    } else {
+        Accumulator::without_text()
+    };
+    let mut acc = acc.with_cap(cap);
+    for (name, data) in events {
+        let _ = acc.apply(name.as_deref(), data);
+        assert!(acc.held_bytes() <= cap, "{} > {cap}", acc.held_bytes());
+        let held = acc.message().map_or(0, footprint);
+        assert!(
+            held <= acc.held_bytes(),
+            "message {held} > count {}",
+            acc.held_bytes()
+        );
+    }
+    acc
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever the bytes, the parser never holds more than its cap, and where the
+    /// bytes are cut into reads changes neither the events nor the error.
+    #[test]
+    fn the_parser_holds_no_more_than_its_cap(
+        bytes in stream_bytes(),
+        cap in 1usize..400,
+        points in prop::collection::vec(any::<usize>(), 0..16),
+    ) {
+        let whole = parse_capped(&[&bytes], cap);
+        // An event's text is at most its bytes, each invalid byte decoded as U+FFFD
+        // (three bytes).
+        for e in &whole.0 {
+            prop_assert!(e.data.len() <= 3 * cap);
+        }
+        prop_assert_eq!(&parse_capped(&split_at_points(&bytes, &points), cap), &whole);
+        let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
+        prop_assert_eq!(&parse_capped(&bytewise, cap), &whole);
+        // With room enough, the cap changes nothing.
+        let roomy = parse_capped(&[&bytes], bytes.len().max(1));
+        prop_assert_eq!(roomy, (parse(&[&bytes]), None));
+    }
+
+    /// Parser and accumulator together: arbitrary bytes never make either hold more
+    /// than its cap, with text kept (--json, -c) or dropped (text mode).
+    #[test]
+    fn the_pipeline_holds_no_more_than_its_caps(
+        bytes in stream_bytes(),
+        event_cap in 16usize..600,
+        message_cap in 0usize..3000,
+        keep_text in any::<bool>(),
+    ) {
+        let (events, _) = parse_capped(&[&bytes], event_cap);
+        let events: Vec<_> = events.into_iter().map(|e| (e.name, e.data)).collect();
+        accumulate_capped(&events, message_cap, keep_text);
+    }
+
+    /// A valid stream of many events with a cap: every event is charged, so the
+    /// count covers the message; and a cap above the stream's weight refuses nothing.
+    #[test]
+    fn the_accumulator_holds_no_more_than_its_cap(
+        deltas in prop::collection::vec("(.|\n){0,30}", 0..30),
+        input in json_value(),
+        fragments in 1usize..8,
+        cap in 0usize..6000,
+        keep_text in any::<bool>(),
+    ) {
+        let bytes = stream(&deltas, &json!({"arg": input}), fragments, false);
+        let events: Vec<_> = parse(&[&bytes]).into_iter().map(|e| (e.name, e.data)).collect();
+        accumulate_capped(&events, cap, keep_text);
+        let total: usize = events.iter().map(|(_, d)| crate::message::weight(d)).sum();
+        let acc = accumulate_capped(&events, total, keep_text);
+        prop_assert!(acc.is_complete());
+    }
 }
 
 proptest! {

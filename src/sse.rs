@@ -8,21 +8,52 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// A single line longer than this is refused rather than buffered without bound.
-pub const MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
+/// The most one event may take on the wire: every line of it as sent (`event:`,
+/// `data:`, `id:`, any field; comments excepted), the unterminated line in progress
+/// included. An endless run of short `data:` lines without a blank line counts like
+/// one giant line. What the parser holds is never more. (The Go SDK's line limit is
+/// the same 32 MiB.)
+pub const MAX_EVENT_BYTES: usize = 32 * 1024 * 1024;
+
+/// The stream broke [`MAX_EVENT_BYTES`] (or the parser's own cap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TooLarge {
+    /// One line, on its own.
+    Line,
+    /// The lines of one event together.
+    Event,
+}
+
+/// A line buffer that grew past this is given back rather than kept for reuse.
+const KEEP_LINE_CAPACITY: usize = 64 * 1024;
 
 #[derive(Debug)]
-pub struct LineTooLong;
-
-#[derive(Debug, Default)]
 pub struct SseParser {
     /// The current, unterminated line.
     line: Vec<u8>,
     /// The previous chunk ended in `\r`: a `\n` starting the next one belongs to it.
     after_cr: bool,
-    name: Option<String>,
+    /// The `event:` field, as bytes until dispatch (its lossy decoding may be longer).
+    name: Option<Vec<u8>>,
     /// Joined `data:` lines; `None` until the first one.
     data: Option<Vec<u8>>,
+    /// The bytes of the event's lines so far (all but comments), as sent: what the
+    /// cap counts. At least what `name` and `data` hold.
+    event_bytes: usize,
+    cap: usize,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        SseParser {
+            line: Vec::new(),
+            after_cr: false,
+            name: None,
+            data: None,
+            event_bytes: 0,
+            cap: MAX_EVENT_BYTES,
+        }
+    }
 }
 
 impl SseParser {
@@ -30,8 +61,27 @@ impl SseParser {
         Self::default()
     }
 
-    /// Feeds a chunk; complete events are pushed onto `out`.
-    pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), LineTooLong> {
+    /// A parser with another limit than [`MAX_EVENT_BYTES`] (tests).
+    pub fn with_cap(cap: usize) -> Self {
+        SseParser {
+            cap,
+            ..Self::default()
+        }
+    }
+
+    /// The bytes held for the event being read: never more than the cap.
+    pub fn buffered_bytes(&self) -> usize {
+        self.line.len() + self.pending()
+    }
+
+    /// The fields of the event being read.
+    fn pending(&self) -> usize {
+        self.name.as_ref().map_or(0, Vec::len) + self.data.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Feeds a chunk; complete events are pushed onto `out`. After an error the
+    /// parser is in an unspecified (but safe) state: the stream is to be abandoned.
+    pub fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TooLarge> {
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = chunk.strip_prefix(b"\n") {
@@ -41,13 +91,16 @@ impl SseParser {
         while let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
             let terminator = chunk[end];
             if self.line.is_empty() {
-                self.process_line(&chunk[..end], out);
+                self.process_line(&chunk[..end], out)?;
             } else {
+                self.check(self.line.len() + end)?;
                 self.line.extend_from_slice(&chunk[..end]);
                 let line = std::mem::take(&mut self.line);
-                self.process_line(&line, out);
-                self.line = line;
-                self.line.clear();
+                self.process_line(&line, out)?;
+                if line.capacity() <= KEEP_LINE_CAPACITY {
+                    self.line = line;
+                    self.line.clear();
+                }
             }
             chunk = &chunk[end + 1..];
             if terminator == b'\r' {
@@ -58,11 +111,23 @@ impl SseParser {
                 }
             }
         }
-        if self.line.len() + chunk.len() > MAX_LINE_BYTES {
-            return Err(LineTooLong);
-        }
+        self.check(self.line.len() + chunk.len())?;
         self.line.extend_from_slice(chunk);
         Ok(())
+    }
+
+    /// The one rule of the cap: the event's lines so far and the current line (of
+    /// `line` bytes, whatever its field) fit in it. Counting whole lines as sent,
+    /// prefix and all, makes the outcome the same however the bytes are split into
+    /// chunks: a line's tail only ever adds to it.
+    fn check(&self, line: usize) -> Result<(), TooLarge> {
+        if self.event_bytes + line <= self.cap {
+            Ok(())
+        } else if self.event_bytes == 0 {
+            Err(TooLarge::Line)
+        } else {
+            Err(TooLarge::Event)
+        }
     }
 
     /// End of input: an unterminated last line is taken as a line, and pending fields
@@ -71,27 +136,34 @@ impl SseParser {
         let mut out = Vec::new();
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.process_line(&line, &mut out);
+            // The line was already counted against the cap when it was buffered.
+            let _ = self.process_line(&line, &mut out);
         }
-        self.process_line(b"", &mut out);
+        let _ = self.process_line(b"", &mut out);
         out.pop()
     }
 
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
+    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TooLarge> {
+        self.check(line.len())?;
         if line.is_empty() {
             if let Some(data) = self.data.take() {
                 out.push(SseEvent {
-                    name: self.name.take(),
+                    name: self
+                        .name
+                        .take()
+                        .map(|n| String::from_utf8_lossy(&n).into_owned()),
                     data: String::from_utf8(data)
                         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
                 });
             }
             self.name = None;
-            return;
+            self.event_bytes = 0;
+            return Ok(());
         }
         if line[0] == b':' {
-            return; // comment
+            return Ok(()); // comment
         }
+        self.event_bytes += line.len();
         let (field, value) = match line.iter().position(|&b| b == b':') {
             Some(i) => {
                 let v = &line[i + 1..];
@@ -100,7 +172,8 @@ impl SseParser {
             None => (line, &b""[..]),
         };
         match field {
-            b"event" => self.name = Some(String::from_utf8_lossy(value).into_owned()),
+            // What is stored is never more than the line: `event_bytes` bounds it.
+            b"event" => self.name = Some(value.to_vec()),
             b"data" => match &mut self.data {
                 Some(d) => {
                     d.push(b'\n');
@@ -110,6 +183,7 @@ impl SseParser {
             },
             _ => {} // id, retry and unknown fields are not used by the Messages stream
         }
+        Ok(())
     }
 }
 
@@ -217,8 +291,61 @@ event: message_stop\ndata: [DONE]\n\n";
     fn gigantic_lines_are_refused() {
         let mut p = SseParser::new();
         let mut out = Vec::new();
-        let big = vec![b'x'; MAX_LINE_BYTES / 2 + 1];
+        let big = vec![b'x'; MAX_EVENT_BYTES / 2 + 1];
         p.feed(&big, &mut out).unwrap();
-        assert!(p.feed(&big, &mut out).is_err());
+        assert_eq!(p.feed(&big, &mut out), Err(TooLarge::Line));
+        // A whole giant line in one chunk, terminated: refused all the same.
+        let mut p = SseParser::with_cap(10);
+        assert_eq!(p.feed(b"data: 0123456789\n", &mut out), Err(TooLarge::Line));
+        let mut p = SseParser::with_cap(10);
+        p.feed(b"data: 01", &mut out).unwrap();
+        assert_eq!(p.feed(b"23456789\n", &mut out), Err(TooLarge::Line));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn every_line_of_an_event_counts() {
+        // Short data lines without a blank line: refused once they add up.
+        let mut p = SseParser::with_cap(100);
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        for _ in 0..200 {
+            result = p.feed(b"data: x\n", &mut out);
+            assert!(p.buffered_bytes() <= 100);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(TooLarge::Event));
+        // Empty data lines (five bytes as sent), a name, any field count too.
+        let mut p = SseParser::with_cap(10);
+        p.feed(b"data:\ndata:\n", &mut out).unwrap();
+        assert_eq!(p.feed(b"data:\n", &mut out), Err(TooLarge::Event));
+        let mut p = SseParser::with_cap(12);
+        p.feed(b"data:012345\n", &mut out).unwrap();
+        assert_eq!(p.buffered_bytes(), 6);
+        assert_eq!(p.feed(b"event:x\n", &mut out), Err(TooLarge::Event));
+        let mut p = SseParser::with_cap(10);
+        p.feed(b"id: 1\nid: 1\n", &mut out).unwrap();
+        assert_eq!(p.feed(b"id: 1\n", &mut out), Err(TooLarge::Event));
+        // The unterminated line adds to the event's lines.
+        let mut p = SseParser::with_cap(12);
+        p.feed(b"data:0\ndata:", &mut out).unwrap();
+        p.feed(b"0", &mut out).unwrap();
+        assert_eq!(p.feed(b"1", &mut out), Err(TooLarge::Event));
+        // Events that each fit go through, however many: the count starts afresh.
+        let mut p = SseParser::with_cap(22);
+        for _ in 0..100 {
+            p.feed(b"event: e\ndata: 0\ndata: 1\n\n", &mut out).unwrap();
+        }
+        assert_eq!(out.len(), 100);
+        assert_eq!(out[0], ev(Some("e"), "0\n1"));
+        // Comments hold nothing and count for nothing, but must fit on their own.
+        let mut p = SseParser::with_cap(10);
+        for _ in 0..100 {
+            p.feed(b": comment\n", &mut out).unwrap();
+        }
+        assert_eq!(p.buffered_bytes(), 0);
+        assert_eq!(p.feed(b": a long comment\n", &mut out), Err(TooLarge::Line));
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{ExitKind, Failure, snippet};
 use crate::message::{Accumulator, Update};
 use crate::output::OutputMode;
 use crate::output::Writer;
-use crate::sse::{SseEvent, SseParser};
+use crate::sse::{MAX_EVENT_BYTES, SseEvent, SseParser, TooLarge};
 
 /// Reads a streamed response to its `message_stop` and returns the final message.
 /// Output is written as events arrive and flushed whenever every byte received so far
@@ -72,14 +72,30 @@ fn consume_body<R: Read, W: Write>(
         if head.len() < 256 {
             head.extend_from_slice(&buf[..n.min(256 - head.len())]);
         }
-        parser.feed(&buf[..n], &mut events).map_err(|_| {
+        // Exit 1, not 5: the server sent something no API stream is (the bytes
+        // arrived; nothing was cut), and a retry would get the same.
+        parser.feed(&buf[..n], &mut events).map_err(|e| {
+            let _ = writer.finish();
+            let mib = MAX_EVENT_BYTES >> 20;
             Failure::new(
                 ExitKind::Api,
-                "malformed response: an event-stream line longer than 32 MiB",
+                match e {
+                    TooLarge::Line => {
+                        format!("malformed response: an event-stream line longer than {mib} MiB")
+                    }
+                    TooLarge::Event => format!(
+                        "malformed response: an event-stream event larger than {mib} MiB (data lines without a blank line)"
+                    ),
+                },
             )
         })?;
         for event in events.drain(..) {
             seen_event = true;
+            // After message_stop nothing counts, in the same read or later: not an
+            // error event a relay appends, not even for --events.
+            if acc.is_complete() {
+                break;
+            }
             handle(event, &mut acc, writer)?;
         }
         writer.flush()?;
@@ -120,12 +136,17 @@ fn handle<W: Write>(
     acc: &mut Accumulator,
     writer: &mut Writer<W>,
 ) -> Result<(), AttemptError> {
-    if writer.mode() == OutputMode::Events && event.data.trim() != "[DONE]" {
+    let update = acc.apply(event.name.as_deref(), &event.data).map_err(|m| {
+        // Text already printed ends its line before the error line.
+        let _ = writer.finish();
+        Failure::new(ExitKind::Api, format!("malformed response: {}", m.0))
+    })?;
+    // --events: every event the accumulator took (an event it refused is reported
+    // as malformed instead), except the OpenAI-style end markers.
+    let end_marker = event.data.trim() == "[DONE]" || event.name.as_deref() == Some("done");
+    if writer.mode() == OutputMode::Events && !end_marker {
         writer.event_line(&event.data)?;
     }
-    let update = acc
-        .apply(event.name.as_deref(), &event.data)
-        .map_err(|m| Failure::new(ExitKind::Api, format!("malformed response: {}", m.0)))?;
     match update {
         Update::Error(api) => {
             // An overload before any output is safe to retry; after output, a retry
@@ -270,13 +291,171 @@ mod tests {
         );
     }
 
+    /// A body that yields `chunks` one read at a time, then fails as a stalled
+    /// connection would: a stream that is not done by then fails.
+    struct Reads(Vec<Vec<u8>>);
+
+    impl Read for Reads {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("stalled"));
+            }
+            let chunk = self.0.remove(0);
+            buf[..chunk.len()].copy_from_slice(&chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    fn run_reads(chunks: &[&str], mode: OutputMode) -> (Result<Value, AttemptError>, String) {
+        let mut writer = Writer::new(Vec::new(), mode, false);
+        let body = Reads(chunks.iter().map(|c| c.as_bytes().to_vec()).collect());
+        let result = consume(
+            body,
+            &mut writer,
+            Some("req_t"),
+            |e| Failure::new(ExitKind::Network, e.to_string()),
+            || {},
+            true,
+        );
+        (result, String::from_utf8(writer.into_inner()).unwrap())
+    }
+
+    fn failure_of(result: Result<Value, AttemptError>) -> (ExitKind, String) {
+        match result {
+            Err(AttemptError::Fatal(e)) => {
+                let f = e.downcast_ref::<Failure>().unwrap();
+                (f.kind, f.message.clone())
+            }
+            Err(AttemptError::Retry(f)) => (f.kind, f.message),
+            Ok(_) => panic!("expected a failure"),
+        }
+    }
+
+    const BEGIN: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"content\":[]}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n";
+    const STOP_REASON: &str = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n";
+    const STOP: &str = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    const LATE_ERROR: &str = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"late\"}}\n\n";
+
+    #[test]
+    fn done_after_a_stop_reason_is_a_complete_answer() {
+        for done in [
+            "data: [DONE]\n\n",
+            "event: done\ndata: [DONE]\n\n",
+            "event: done\ndata: {}\n\n",
+        ] {
+            // The socket stays open after [DONE]: the answer is not held up by it.
+            let (result, out) = run_reads(&[BEGIN, STOP_REASON, done], OutputMode::Json);
+            let message = result.unwrap_or_else(|_| panic!("{done}"));
+            assert_eq!(message["stop_reason"], "end_turn");
+            assert_eq!(
+                out,
+                "{\"id\":\"m\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],\"stop_reason\":\"end_turn\"}\n"
+            );
+            let (result, out) = run_reads(&[BEGIN, STOP_REASON, done], OutputMode::Text);
+            assert!(result.is_ok());
+            assert_eq!(out, "hi\n");
+        }
+        // Without a stop reason, [DONE] and then the end is a truncated answer (exit 5).
+        let (result, out) = run(
+            format!("{BEGIN}data: [DONE]\n\n").as_bytes(),
+            OutputMode::Text,
+        );
+        assert_eq!(
+            failure_of(result),
+            (
+                ExitKind::Network,
+                "the stream ended before message_stop; the answer is incomplete (request-id req_t)"
+                    .into()
+            )
+        );
+        assert_eq!(out, "hi\n");
+    }
+
+    #[test]
+    fn an_error_after_message_stop_does_not_fail_the_answer() {
+        // In the same read as message_stop, and in a later one (never read).
+        let whole = format!("{BEGIN}{STOP_REASON}{STOP}{LATE_ERROR}");
+        for chunks in [
+            vec![whole.as_str()],
+            vec![BEGIN, STOP_REASON, STOP, LATE_ERROR],
+        ] {
+            for mode in [OutputMode::Text, OutputMode::Json, OutputMode::Events] {
+                let (result, out) = run_reads(&chunks, mode);
+                assert!(result.is_ok(), "{mode:?}");
+                assert!(!out.contains("late"), "{out}");
+            }
+        }
+        // The same error before message_stop still fails.
+        let (result, _) = run(
+            format!("{BEGIN}{LATE_ERROR}{STOP}").as_bytes(),
+            OutputMode::Text,
+        );
+        assert_eq!(failure_of(result).0, ExitKind::RateLimited);
+    }
+
+    #[test]
+    fn events_mode_writes_only_json_lines() {
+        let body = format!(
+            "{BEGIN}event: relay_note\ndata: OK \u{1b}[2J\n\n{STOP_REASON}data: [DONE]\n\n"
+        );
+        let (result, out) = run(body.as_bytes(), OutputMode::Events);
+        assert!(result.is_ok());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 6);
+        for line in &lines {
+            serde_json::from_str::<Value>(line).unwrap();
+        }
+        assert_eq!(lines[4], "\"OK \\u001b[2J\"");
+        // A known event that is not JSON is not printed: it is malformed.
+        let body = format!("{BEGIN}event: message_delta\ndata: oops\n\n");
+        let (result, out) = run(body.as_bytes(), OutputMode::Events);
+        assert_eq!(failure_of(result).0, ExitKind::Api);
+        assert!(!out.contains("oops"));
+    }
+
+    #[test]
+    fn endless_data_lines_are_refused_in_one_line() {
+        // Short data lines without a blank line, more than the cap: refused when the
+        // event's lines add up, long before memory could run out.
+        struct Endless(usize);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                assert!(self.0 < 2 * MAX_EVENT_BYTES, "read on past the cap");
+                for chunk in buf.chunks_mut(8) {
+                    chunk.copy_from_slice(&b"data: x\n"[..chunk.len()]);
+                }
+                Ok(buf.len() - buf.len() % 8)
+            }
+        }
+        let mut writer = Writer::new(Vec::new(), OutputMode::Text, false);
+        let result = consume(
+            Endless(0),
+            &mut writer,
+            None,
+            |e| Failure::new(ExitKind::Network, e.to_string()),
+            || {},
+            false,
+        );
+        assert_eq!(
+            failure_of(result),
+            (
+                ExitKind::Api,
+                "malformed response: an event-stream event larger than 32 MiB (data lines without a blank line)".into()
+            )
+        );
+    }
+
     #[test]
     fn html_body_is_malformed() {
         let (result, _) = run(b"<html>oops</html>", OutputMode::Text);
         match result {
             Err(AttemptError::Fatal(e)) => assert_eq!(
                 e.to_string(),
-                "malformed response: not an event stream: <html>oops</html> (request-id req_t)"
+                "malformed response: not an event stream: HTML page: oops (request-id req_t)"
             ),
             _ => panic!("expected a failure"),
         }

@@ -101,9 +101,7 @@ fn html_error_page_gives_a_clear_line() {
         .create();
     let mut c = api(&server);
     c.args(["--max-retries", "0", "q"]);
-    run(c).code(1).stderr(
-        "cs-msg: HTTP 502: unexpected response body: <html> <head><title>502 Bad Gateway</title></head> <body> <center><h1>502 Bad Gateway</h1></center> </body> </html>\n",
-    );
+    run(c).code(1).stderr("cs-msg: HTTP 502: 502 Bad Gateway\n");
 }
 
 #[test]

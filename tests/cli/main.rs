@@ -6,6 +6,7 @@ mod common;
 mod batch;
 mod errors;
 mod generated;
+mod hostile;
 mod outputs;
 mod readme;
 mod reliability;
