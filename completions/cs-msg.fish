@@ -14,6 +14,11 @@ complete -c cs-msg -l metadata-user-id -d 'Opaque end-user id sent as metadata.u
 complete -c cs-msg -l beta -d 'Enable a beta feature (anthropic-beta header); repeatable' -r
 complete -c cs-msg -l tools -d 'Tool definitions: a JSON file holding an array of tools' -r -F
 complete -c cs-msg -l tool-choice -d 'Which tool the model may use: auto, any, none, or a tool NAME' -r
+complete -c cs-msg -l exec -d 'Run tool NAME (defined in --tools) with COMMAND when the model calls it; repeatable' -r
+complete -c cs-msg -l tool-result -d 'Answer a tool call of the history\'s last turn: ID=TEXT, ID=@FILE or ID=- (stdin); repeatable' -r
+complete -c cs-msg -l tool-error -d 'Like --tool-result, but the call failed (is_error: true)' -r
+complete -c cs-msg -l max-turns -d 'The most requests one tool loop sends (--exec)' -r
+complete -c cs-msg -l tool-timeout -d 'Seconds a tool command may run before its process group is killed' -r
 complete -c cs-msg -l schema -d 'Print one JSON object matching this JSON Schema (file or inline)' -r
 complete -c cs-msg -l thinking -d 'Extended thinking: `adaptive`, or a token budget N (at least 1024)' -r
 complete -c cs-msg -l effort -d 'How much effort the model spends (output_config.effort)' -r -f -a "low\t''

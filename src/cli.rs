@@ -139,21 +139,35 @@ pub struct Cli {
     )]
     pub tool_choice: Option<String>,
 
-    /// Run the tool NAME (defined in --tools) as COMMAND when the model calls it;
-    /// repeatable. The tool's input JSON is COMMAND's stdin, its stdout the result.
-    /// COMMAND is split like a shell would, never run by one
-    #[arg(long = "exec", value_name = "NAME=COMMAND", help_heading = "Tools")]
+    /// Run tool NAME (defined in --tools) with COMMAND when the model calls it; repeatable
+    ///
+    /// The tool's input JSON is COMMAND's stdin (one line), its stdout the result.
+    /// COMMAND is split into words like a shell would, but never run by one.
+    #[arg(
+        long = "exec",
+        value_name = "NAME=COMMAND",
+        help_heading = "Tools",
+        hide_short_help = true
+    )]
     pub exec: Vec<String>,
 
     /// Answer a tool call of the history's last turn: ID=TEXT, ID=@FILE or ID=- (stdin);
     /// repeatable
-    #[arg(long = "tool-result", value_name = "ID=TEXT|@FILE|-", help_heading = "Tools",
-          hide_short_help = true)]
+    #[arg(
+        long = "tool-result",
+        value_name = "ID=TEXT|@FILE|-",
+        help_heading = "Tools",
+        hide_short_help = true
+    )]
     pub tool_result: Vec<String>,
 
     /// Like --tool-result, but the call failed (is_error: true)
-    #[arg(long = "tool-error", value_name = "ID=TEXT|@FILE|-", help_heading = "Tools",
-          hide_short_help = true)]
+    #[arg(
+        long = "tool-error",
+        value_name = "ID=TEXT|@FILE|-",
+        help_heading = "Tools",
+        hide_short_help = true
+    )]
     pub tool_error: Vec<String>,
 
     /// The most requests one tool loop sends (--exec)

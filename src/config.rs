@@ -13,10 +13,10 @@ use serde_json::json;
 
 use crate::cli::{Cli, GenKind, Thinking};
 use crate::error::{ExitKind, Failure, usage};
+use crate::executor::{self, Executor, Limits};
 use crate::files;
 use crate::generation::{self, Explicit, Generation, rules};
 use crate::output::OutputMode;
-use crate::executor::{self, Executor, Limits};
 use crate::tool_loop::ToolLoop;
 use crate::tool_result::{self, ToolResult};
 use crate::tools::{self, Schema};

@@ -156,8 +156,14 @@ fn message(config: &Config) -> Result<()> {
                 mode => mode,
             };
             let mut writer = Writer::stdout(mode, config.show_thinking);
-            let exchange =
-                tool_loop::run(&client, tools, body.clone(), &mut writer, config.verbose, &mut stop_spinner)?;
+            let exchange = tool_loop::run(
+                &client,
+                tools,
+                body.clone(),
+                &mut writer,
+                config.verbose,
+                &mut stop_spinner,
+            )?;
             if config.output_mode == OutputMode::Json {
                 let mut writer = Writer::stdout(OutputMode::Json, false);
                 writer.message(&exchange.message)?;
@@ -172,7 +178,10 @@ fn message(config: &Config) -> Result<()> {
             1 => String::new(),
             n => format!(" ({n} requests)"),
         };
-        output::info(&format!("done in {} ms{turns}", started.elapsed().as_millis()));
+        output::info(&format!(
+            "done in {} ms{turns}",
+            started.elapsed().as_millis()
+        ));
     }
     if config.show_usage {
         output::info(&answer::usage_line(Some(&exchange.usage)));

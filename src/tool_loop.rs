@@ -65,7 +65,10 @@ impl Exchange {
         if self.pending.is_empty() {
             return None;
         }
-        Some(Failure::new(ExitKind::ToolsPending, self.pending_reason.clone()))
+        Some(Failure::new(
+            ExitKind::ToolsPending,
+            self.pending_reason.clone(),
+        ))
     }
 }
 
@@ -90,14 +93,21 @@ pub fn run<W: Write>(
         requests += 1;
         add_usage(&mut usage, message.get("usage"));
         let reply = conversation::reply_content(&message);
-        let stopped_for_tools = message.get("stop_reason").and_then(Value::as_str)
-            == Some("tool_use");
+        let stopped_for_tools =
+            message.get("stop_reason").and_then(Value::as_str) == Some("tool_use");
         let calls = tool_calls(&message);
         if !stopped_for_tools || calls.is_empty() {
             if !reply.is_empty() {
                 turns.push(json!({"role": "assistant", "content": reply}));
             }
-            return Ok(done(message, turns, requests, usage, Vec::new(), String::new()));
+            return Ok(done(
+                message,
+                turns,
+                requests,
+                usage,
+                Vec::new(),
+                String::new(),
+            ));
         }
         turns.push(json!({"role": "assistant", "content": reply}));
         let unbound: Vec<&str> = calls
@@ -215,10 +225,15 @@ mod tests {
     #[test]
     fn usage_is_summed_over_turns() {
         let mut sum = Map::new();
-        add_usage(&mut sum, Some(&json!({"input_tokens": 3, "output_tokens": 1})));
         add_usage(
             &mut sum,
-            Some(&json!({"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 4, "service_tier": "standard"})),
+            Some(&json!({"input_tokens": 3, "output_tokens": 1})),
+        );
+        add_usage(
+            &mut sum,
+            Some(
+                &json!({"input_tokens": 5, "output_tokens": 2, "cache_read_input_tokens": 4, "service_tier": "standard"}),
+            ),
         );
         assert_eq!(
             Value::Object(sum),

@@ -10,8 +10,8 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use crate::files::io_reason;
 use crate::error::usage;
+use crate::files::io_reason;
 
 /// The most a result read from a file or stdin may hold. A request body may be at most
 /// 32 MB, so a larger result could never be sent anyway.

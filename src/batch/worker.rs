@@ -7,9 +7,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use serde_json::{Map, Value, json};
 
 use crate::answer::{self, Checks};
-use crate::{call, tool_loop};
 use crate::error::{ExitKind, Failure, one_line};
 use crate::output::{OutputMode, Writer};
+use crate::{call, tool_loop};
 
 use super::line::Line;
 use super::{Done, Job, Msg, Outcome, Shared, lock};
