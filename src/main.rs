@@ -8,6 +8,8 @@ mod config;
 mod conversation;
 mod generate;
 mod input;
+#[allow(dead_code)] // wired in by the tool loop
+mod mcp;
 mod models;
 mod output;
 #[cfg(test)]
