@@ -90,16 +90,7 @@ impl McpServer {
             return Err(usage("--mcp: the command is empty"));
         };
         let name = super::server_name(&words);
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(if verbose {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .process_group(0)
+        let mut child = command_for(program, args, verbose)
             .spawn()
             .map_err(|e| usage(format!("{culprit} could not start: {program}: {e}")))?;
         let pgid = child.id() as i32;
@@ -403,6 +394,26 @@ impl Drop for McpServer {
     }
 }
 
+/// The server's process: pipes for stdin and stdout (stderr only for `-v`), a process
+/// group of its own so that it and its children can be stopped together.
+fn command_for(program: &str, args: &[String], verbose: bool) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if verbose {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .process_group(0)
+        // The server has no business with the API key, and some servers hand their
+        // environment to the model (server-everything's get-env does).
+        .env_remove("CS_MSG_API_KEY");
+    command
+}
+
 /// SIGTERM to the group, a grace period for the leader, SIGKILL to what is left, then
 /// the leader is reaped. The leader stays unreaped (a zombie at worst) until the group
 /// is dead, so its pid, which is the group's id, cannot be reused by then.
@@ -515,6 +526,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_do_not_inherit_the_api_key() {
+        let command = command_for("node", &["server.js".to_owned()], false);
+        let envs: Vec<_> = command.get_envs().collect();
+        assert_eq!(envs, [(std::ffi::OsStr::new("CS_MSG_API_KEY"), None)]);
+    }
 
     #[test]
     fn stderr_lines_are_prefixed_with_the_server_name() {

@@ -374,6 +374,19 @@ fn a_server_that_dies_turns_pending_and_later_calls_into_errors() {
 }
 
 #[test]
+fn a_server_that_floods_its_output_is_stopped() {
+    let _servers = servers();
+    let server = start(&mock("basic"));
+    let group = pgid(&server);
+    let stopped = ToolCallResult::error(
+        "MCP server mock-server.js sent a message over 32 MiB and was stopped",
+    );
+    assert_eq!(server.call("flood", &json!({}), CALL), stopped);
+    assert_eq!(server.call("echo", &json!({}), CALL), stopped);
+    assert_eq!(survivors(group), Vec::<i32>::new());
+}
+
+#[test]
 fn start_up_failures_are_usage_errors_naming_the_command() {
     let _servers = servers();
     let silent = mock("silent");
@@ -411,6 +424,26 @@ fn start_up_failures_are_usage_errors_naming_the_command() {
     assert_eq!(
         usage_message(McpServer::start("node 'open", false, CONNECT)),
         "MCP server 'node 'open': cannot split the command: missing closing quote"
+    );
+}
+
+#[test]
+fn start_all_starts_every_server_in_order_or_fails_naming_the_first_culprit() {
+    let _servers = servers();
+    let commands = [everything(), mock("paged")];
+    let started = start_all(&commands, false, CONNECT).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = started.iter().map(McpServer::name).collect();
+    assert_eq!(names, ["server-everything", "mock-server.js"]);
+    assert_eq!(started[1].command(), commands[1]);
+
+    let commands = [
+        mock("basic"),
+        "cs-msg-no-such-server".to_owned(),
+        "cs-msg-no-such-other".to_owned(),
+    ];
+    assert_eq!(
+        usage_message(start_all(&commands, false, CONNECT)),
+        "MCP server 'cs-msg-no-such-server' could not start: cs-msg-no-such-server: No such file or directory (os error 2)"
     );
 }
 

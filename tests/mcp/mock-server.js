@@ -56,6 +56,9 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
       if (held !== null) send({ id: held, result: text(`held: ${JSON.stringify(params.arguments)}`) });
     } else if (name === "never") {
       // No answer: the client times out and cancels.
+    } else if (name === "flood") {
+      // One line longer than any message cs-msg reads.
+      process.stdout.write('{"jsonrpc":"2.0","id":' + id + ',"result":"' + "x".repeat(33 << 20));
     } else if (name === "cancelled") send({ id, result: text(JSON.stringify(cancelled)) });
     else if (name === "ask") {
       asked = { id, replies: [] };
