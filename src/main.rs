@@ -16,6 +16,8 @@ mod generation;
 mod help;
 mod input;
 mod interrupt;
+#[allow(dead_code)] // wired in by the tool loop
+mod mcp;
 mod models;
 mod output;
 mod request;
