@@ -13,3 +13,4 @@ mod reliability;
 mod requests;
 mod streams;
 mod surface;
+mod tools;
