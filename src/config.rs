@@ -34,6 +34,16 @@ pub enum Mode {
     Batch(BatchSpec),
 }
 
+/// What `--mcp` and `--mcp-tools` asked for.
+#[derive(Debug, Clone, Default)]
+pub struct McpSpec {
+    pub commands: Vec<String>,
+    /// `--mcp-tools`: offer only these.
+    pub only: Option<Vec<String>>,
+    pub max_turns: u32,
+    pub tool_timeout: Duration,
+}
+
 /// What `--batch`, `-j` and `--output` asked for.
 #[derive(Debug, Clone)]
 pub struct BatchSpec {
@@ -151,6 +161,8 @@ pub struct Config {
     pub tool_loop: Option<ToolLoop>,
     /// `--tool-result`/`--tool-error`: answers to the history's last tool calls.
     pub tool_results: Vec<ToolResult>,
+    /// `--mcp`: servers to start before the first request (`run.rs`).
+    pub mcp: McpSpec,
     /// Fields given on the command line: only those override a `--request` body.
     pub explicit: Explicit,
     pub generation: Generation,
@@ -251,12 +263,17 @@ impl Config {
             None
         } else {
             executor::check_bound(&executors, generation.tools.as_deref().unwrap_or(&[]))?;
-            Some(ToolLoop {
+            Some(ToolLoop::new(
                 executors,
-                max_turns: cli.max_turns,
-                limits: Limits::with_timeout(Duration::from_secs_f64(cli.tool_timeout)),
-            })
+                cli.max_turns,
+                Limits::with_timeout(Duration::from_secs_f64(cli.tool_timeout)),
+            ))
         };
+        if cli.mcp_tools.is_some() && cli.mcp.is_empty() {
+            return Err(usage(
+                "--mcp-tools picks among the tools of --mcp servers: give --mcp",
+            ));
+        }
         let outcomes: Vec<(tool_result::Flag, &str)> = cli
             .tool_outcomes
             .iter()
@@ -288,6 +305,12 @@ impl Config {
             schema,
             tool_loop,
             tool_results,
+            mcp: McpSpec {
+                commands: cli.mcp,
+                only: cli.mcp_tools,
+                max_turns: cli.max_turns,
+                tool_timeout: Duration::from_secs_f64(cli.tool_timeout),
+            },
             explicit,
             generation,
             network: Network {

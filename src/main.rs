@@ -16,7 +16,6 @@ mod generation;
 mod help;
 mod input;
 mod interrupt;
-#[allow(dead_code)] // wired in by the tool loop
 mod mcp;
 mod models;
 mod output;

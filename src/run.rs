@@ -9,14 +9,21 @@ use crate::answer::{self, Checks};
 use crate::client::{self, Client};
 use crate::config::{Config, Mode};
 use crate::error::{Failure, snippet, usage};
+use crate::executor::Limits;
+use crate::mcp;
 use crate::output::{self, OutputMode, Writer};
 use crate::spinner::{self, Spinner};
-use crate::tool_loop::{self, Exchange};
+use crate::tool_loop::{self, Exchange, ToolLoop};
 use crate::tool_result::{self, ToolResult};
 use crate::{batch, call, conversation, files, generate, input, models, request};
 
-pub fn run(config: Config) -> Result<()> {
-    output::set_quiet(config.quiet);
+pub fn run(mut config: Config) -> Result<()> {
+    if matches!(
+        config.mode,
+        Mode::Message | Mode::CountTokens | Mode::Batch(_)
+    ) {
+        start_mcp(&mut config)?;
+    }
     match config.mode.clone() {
         Mode::Generate(kind) => generate::print(kind),
         Mode::ListModels => {
@@ -30,6 +37,57 @@ pub fn run(config: Config) -> Result<()> {
         Mode::Message => message(&config),
         Mode::Batch(spec) => batch::run(config, &spec),
     }
+}
+
+/// `--mcp`: starts the servers (once per process; a batch shares them), lists their
+/// tools, offers them with the `--tools` ones and binds them in the tool loop. The
+/// servers stop when the configuration is dropped, or on a signal.
+fn start_mcp(config: &mut Config) -> Result<()> {
+    if config.mcp.commands.is_empty() {
+        return Ok(());
+    }
+    let spec = config.mcp.clone();
+    crate::interrupt::on_signal(mcp::kill_all);
+    let servers = mcp::start_all(
+        &spec.commands,
+        config.verbose,
+        config.network.connect_timeout,
+    )?;
+    let listed = servers
+        .iter()
+        .map(|s| Ok((s.name().to_owned(), s.tools()?)))
+        .collect::<Result<Vec<_>>>()?;
+    let listed: Vec<(&str, Vec<Value>)> = listed
+        .iter()
+        .map(|(name, tools)| (name.as_str(), tools.clone()))
+        .collect();
+    let tools = config.generation.tools.get_or_insert_with(Vec::new);
+    let defined: Vec<&str> = tools
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    let offered = mcp::select(&listed, &defined, spec.only.as_deref())?;
+    let mut bound = Vec::new();
+    for tool in offered {
+        if let Some(name) = tool.definition.get("name").and_then(Value::as_str) {
+            bound.push((name.to_owned(), tool.server));
+        }
+        tools.push(tool.definition);
+    }
+    if config.verbose {
+        output::info(&format!("{} MCP tools offered", bound.len()));
+    }
+    let mut tool_loop = config.tool_loop.take().unwrap_or_else(|| {
+        ToolLoop::new(
+            Vec::new(),
+            spec.max_turns,
+            Limits::with_timeout(spec.tool_timeout),
+        )
+    });
+    tool_loop.mcp = std::sync::Arc::new(servers);
+    tool_loop.mcp_tools = bound;
+    config.tool_loop = Some(tool_loop);
+    Ok(())
 }
 
 fn client(config: &Config) -> Result<Client> {

@@ -150,6 +150,7 @@ impl McpServer {
     }
 
     /// The command as given to `--mcp`.
+    #[cfg(test)]
     pub fn command(&self) -> &str {
         &self.command
     }

@@ -7,6 +7,7 @@ mod batch;
 mod errors;
 mod generated;
 mod hostile;
+mod mcp;
 mod outputs;
 mod readme;
 mod reliability;

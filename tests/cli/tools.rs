@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 /// A model played by `reply`: it sees the request number (0-based) and the body.
-struct Model {
-    server: ServerGuard,
+pub struct Model {
+    pub server: ServerGuard,
     bodies: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Model {
-    fn json(reply: impl Fn(usize, &Value) -> Value + Send + Sync + 'static) -> Model {
+    pub fn json(reply: impl Fn(usize, &Value) -> Value + Send + Sync + 'static) -> Model {
         let mut server = Server::new();
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&bodies);
@@ -37,26 +37,26 @@ impl Model {
         Model { server, bodies }
     }
 
-    fn bodies(&self) -> Vec<Value> {
+    pub fn bodies(&self) -> Vec<Value> {
         self.bodies.lock().unwrap().clone()
     }
 }
 
-fn message(content: Value, stop: &str) -> Value {
+pub fn message(content: Value, stop: &str) -> Value {
     json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
            "content": content, "stop_reason": stop, "stop_sequence": null,
            "usage": {"input_tokens": 10, "output_tokens": 3}})
 }
 
-fn call(id: &str, name: &str, input: Value) -> Value {
+pub fn call(id: &str, name: &str, input: Value) -> Value {
     json!({"type": "tool_use", "id": id, "name": name, "input": input})
 }
 
-fn text(t: &str) -> Value {
+pub fn text(t: &str) -> Value {
     json!({"type": "text", "text": t})
 }
 
-fn tools_file(dir: &Path, names: &[&str]) -> PathBuf {
+pub fn tools_file(dir: &Path, names: &[&str]) -> PathBuf {
     let tools: Vec<Value> = names
         .iter()
         .map(|n| json!({"name": n, "description": "d", "input_schema": {"type": "object"}}))
