@@ -1,4 +1,4 @@
-//! Error kinds and the exit code each one maps to (DESIGN.md §5).
+//! Error kinds and the exit code each one maps to (README "Exit codes"; docs/PROTOCOL.md, Errors).
 //!
 //! Everything below `main` returns `anyhow::Result`; a [`Failure`] anywhere in the
 //! chain decides the exit code. Anything else is exit 1.

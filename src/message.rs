@@ -1,4 +1,4 @@
-//! Stream events → the final message, exactly as the SDKs accumulate it (API.md §4.4):
+//! Stream events → the final message, as the SDKs accumulate it (docs/PROTOCOL.md, Accumulation):
 //! blocks addressed by index, tool input JSON joined and parsed at `content_block_stop`,
 //! `message_delta` fields overwriting, never adding. Pure: no I/O here.
 //!
