@@ -190,7 +190,7 @@ pub struct Cli {
     pub mcp_tools: Option<Vec<String>>,
 
     /// The most requests one tool loop sends (--exec, --mcp)
-    #[arg(long, value_name = "N", default_value_t = crate::tool_loop::DEFAULT_MAX_TURNS,
+    #[arg(long, value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "Tools",
           hide_short_help = true)]
     pub max_turns: u32,

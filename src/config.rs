@@ -17,7 +17,6 @@ use crate::executor::{self, Executor, Limits};
 use crate::files;
 use crate::generation::{self, Explicit, Generation, rules};
 use crate::output::OutputMode;
-use crate::tool_loop::ToolLoop;
 use crate::tool_result::{self, ToolResult};
 use crate::tools::{self, Schema};
 
@@ -40,8 +39,6 @@ pub struct McpSpec {
     pub commands: Vec<String>,
     /// `--mcp-tools`: offer only these.
     pub only: Option<Vec<String>>,
-    pub max_turns: u32,
-    pub tool_timeout: Duration,
 }
 
 /// What `--batch`, `-j` and `--output` asked for.
@@ -157,8 +154,12 @@ pub struct Config {
     /// `--request`: a whole body to start from.
     pub request_file: Option<PathBuf>,
     pub schema: Option<Schema>,
-    /// `--exec`: the tool loop runs the bound tools.
-    pub tool_loop: Option<ToolLoop>,
+    /// `--exec`: the tools a loop runs itself (`tool_loop.rs`); `None` without any.
+    pub executors: Option<Vec<Executor>>,
+    /// `--max-turns`: the most requests one tool loop sends.
+    pub max_turns: u32,
+    /// `--tool-timeout`, and how a tool is stopped.
+    pub tool_limits: Limits,
     /// `--tool-result`/`--tool-error`: answers to the history's last tool calls.
     pub tool_results: Vec<ToolResult>,
     /// `--mcp`: servers to start before the first request (`run.rs`).
@@ -259,15 +260,11 @@ impl Config {
             .iter()
             .map(|e| Executor::parse(e))
             .collect::<Result<Vec<_>>>()?;
-        let tool_loop = if executors.is_empty() {
+        let executors = if executors.is_empty() {
             None
         } else {
             executor::check_bound(&executors, generation.tools.as_deref().unwrap_or(&[]))?;
-            Some(ToolLoop::new(
-                executors,
-                cli.max_turns,
-                Limits::with_timeout(Duration::from_secs_f64(cli.tool_timeout)),
-            ))
+            Some(executors)
         };
         if cli.mcp_tools.is_some() && cli.mcp.is_empty() {
             return Err(usage(
@@ -303,13 +300,13 @@ impl Config {
             conversation: cli.conversation,
             request_file: cli.request,
             schema,
-            tool_loop,
+            executors,
+            max_turns: cli.max_turns,
+            tool_limits: Limits::with_timeout(Duration::from_secs_f64(cli.tool_timeout)),
             tool_results,
             mcp: McpSpec {
                 commands: cli.mcp,
                 only: cli.mcp_tools,
-                max_turns: cli.max_turns,
-                tool_timeout: Duration::from_secs_f64(cli.tool_timeout),
             },
             explicit,
             generation,

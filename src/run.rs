@@ -9,7 +9,6 @@ use crate::answer::{self, Checks};
 use crate::client::{self, Client};
 use crate::config::{Config, Mode};
 use crate::error::{Failure, snippet, usage};
-use crate::executor::Limits;
 use crate::mcp;
 use crate::output::{self, OutputMode, Writer};
 use crate::spinner::{self, Spinner};
@@ -18,12 +17,10 @@ use crate::tool_result::{self, ToolResult};
 use crate::{batch, call, conversation, files, generate, input, models, request};
 
 pub fn run(mut config: Config) -> Result<()> {
-    if matches!(
-        config.mode,
-        Mode::Message | Mode::CountTokens | Mode::Batch(_)
-    ) {
-        start_mcp(&mut config)?;
-    }
+    let tools = match config.mode {
+        Mode::Message | Mode::CountTokens | Mode::Batch(_) => tools(&mut config)?,
+        Mode::Generate(_) | Mode::ListModels => None,
+    };
     match config.mode.clone() {
         Mode::Generate(kind) => generate::print(kind),
         Mode::ListModels => {
@@ -34,17 +31,22 @@ pub fn run(mut config: Config) -> Result<()> {
             let (body, _) = message_body(&config)?;
             count_tokens(&config, &body)
         }
-        Mode::Message => message(&config),
-        Mode::Batch(spec) => batch::run(config, &spec),
+        Mode::Message => message(&config, tools.as_ref()),
+        Mode::Batch(spec) => batch::run(config, &spec, tools),
     }
 }
 
-/// `--mcp`: starts the servers (once per process; a batch shares them), lists their
-/// tools, offers them with the `--tools` ones and binds them in the tool loop. The
-/// servers stop when the configuration is dropped, or on a signal.
-fn start_mcp(config: &mut Config) -> Result<()> {
+/// The tools this run executes itself: `--exec` commands, and `--mcp` servers,
+/// started here (once per process; a batch shares them), their tools offered with
+/// the `--tools` ones. The servers stop when the loop is dropped, or on a signal.
+/// `None`: no tool loop; a `tool_use` stop is a normal answer.
+fn tools(config: &mut Config) -> Result<Option<ToolLoop>> {
+    let tool_loop = config
+        .executors
+        .take()
+        .map(|e| ToolLoop::new(e, config.max_turns, config.tool_limits));
     if config.mcp.commands.is_empty() {
-        return Ok(());
+        return Ok(tool_loop);
     }
     let spec = config.mcp.clone();
     crate::interrupt::on_signal(mcp::kill_all);
@@ -77,17 +79,11 @@ fn start_mcp(config: &mut Config) -> Result<()> {
     if config.verbose {
         output::info(&format!("{} MCP tools offered", bound.len()));
     }
-    let mut tool_loop = config.tool_loop.take().unwrap_or_else(|| {
-        ToolLoop::new(
-            Vec::new(),
-            spec.max_turns,
-            Limits::with_timeout(spec.tool_timeout),
-        )
-    });
+    let mut tool_loop = tool_loop
+        .unwrap_or_else(|| ToolLoop::new(Vec::new(), config.max_turns, config.tool_limits));
     tool_loop.mcp = std::sync::Arc::new(servers);
     tool_loop.mcp_tools = bound;
-    config.tool_loop = Some(tool_loop);
-    Ok(())
+    Ok(Some(tool_loop))
 }
 
 fn client(config: &Config) -> Result<Client> {
@@ -159,7 +155,7 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
 }
 
 /// A message call: send, print, check, save.
-fn message(config: &Config) -> Result<()> {
+fn message(config: &Config, tools: Option<&ToolLoop>) -> Result<()> {
     let (body, history) = message_body(config)?;
     if config.dry_run {
         return print_line(&request::to_bytes(&body)?);
@@ -186,7 +182,7 @@ fn message(config: &Config) -> Result<()> {
             s.stop();
         }
     };
-    let exchange = match &config.tool_loop {
+    let exchange = match tools {
         None => {
             let mut writer = Writer::stdout(config.output_mode, config.show_thinking);
             let keep_text = config.conversation.is_some();

@@ -22,8 +22,6 @@ use crate::mcp::McpServer;
 use crate::output::{self, OutputMode, Writer};
 use crate::tool_result::{ToolCall, tool_calls};
 
-pub const DEFAULT_MAX_TURNS: u32 = 10;
-
 /// What `--exec`, `--mcp`, `--max-turns` and `--tool-timeout` set up.
 #[derive(Clone)]
 pub struct ToolLoop {

@@ -70,7 +70,7 @@ fn answer(shared: &Shared, job: &Job) -> Outcome {
     // Nothing is printed while a line is answered: the result line carries it.
     let mut writer = Writer::new(std::io::sink(), OutputMode::Collect, false);
     let mut turns = None;
-    let message = match &config.tool_loop {
+    let message = match &shared.template.tools {
         None => call::send(&shared.client, &body, &mut writer, true, &mut || {}),
         // Each line runs its own loop with the same executors.
         Some(tools) => tool_loop::run(
