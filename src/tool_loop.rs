@@ -1,4 +1,4 @@
-//! The executed tool loop (README "Tools"): send; while the answer stops with
+//! The executed tool loop (README "Tools that run"): send; while the answer stops with
 //! `tool_use` and every called tool is bound, run that turn's calls (in parallel,
 //! results in block order), send the results, go on, at most `--max-turns` requests.
 //! Every request goes through the one call path (`call.rs`), on one client, so the
