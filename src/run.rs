@@ -107,6 +107,8 @@ fn print_line(bytes: &[u8]) -> Result<()> {
 struct History {
     prior: Vec<Value>,
     user_turn: Value,
+    /// The `-c` file as it was read.
+    snapshot: conversation::Snapshot,
 }
 
 /// The request body from the flags, the files and stdin.
@@ -116,10 +118,13 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
         Some(path) => Some(read_request_body(path)?),
         None => None,
     };
-    let prior = match (&config.messages_file, &config.conversation) {
-        (Some(path), _) => conversation::read_messages(path, "--messages")?,
-        (None, Some(path)) if path.exists() => conversation::read_messages(path, "--conversation")?,
-        _ => Vec::new(),
+    let (prior, snapshot) = match (&config.messages_file, &config.conversation) {
+        (Some(path), _) => (
+            conversation::read_messages(path, "--messages")?,
+            Default::default(),
+        ),
+        (None, Some(path)) => conversation::read_conversation(path)?,
+        _ => Default::default(),
     };
     let mut blocks = input::user_blocks(&config.input, config.stdin_hint_after)?;
     if !config.tool_results.is_empty() {
@@ -151,7 +156,14 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
             prior: prior.clone(),
         },
     );
-    Ok((body, History { prior, user_turn }))
+    Ok((
+        body,
+        History {
+            prior,
+            user_turn,
+            snapshot,
+        },
+    ))
 }
 
 /// A message call: send, print, check, save.
@@ -282,7 +294,7 @@ fn save_conversation(path: &std::path::Path, history: History, added: &[Value]) 
     let mut turns = history.prior;
     turns.push(history.user_turn);
     turns.extend_from_slice(added);
-    conversation::save(path, &turns)
+    conversation::save(path, &turns, &history.snapshot)
 }
 
 /// `--request PATH|-`: a JSON object whose `messages`, if any, are well-formed.

@@ -13,6 +13,7 @@ mod outputs;
 mod readme;
 mod reliability;
 mod requests;
+mod signals_and_inputs;
 mod streams;
 mod surface;
 mod tools;

@@ -356,3 +356,30 @@ fn examples_are_found_in_every_kind_of_block() {
         ]
     );
 }
+
+/// CI runs the very test command the README gives a newcomer.
+#[test]
+fn ci_runs_the_readme_test_command() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let setup = readme.split("## Set-up").nth(1).unwrap();
+    let block = setup
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let commands: Vec<&str> = block.lines().collect();
+    assert_eq!(
+        commands.len(),
+        2,
+        "the README keeps exactly two set-up commands"
+    );
+    let ci = std::fs::read_to_string(format!("{root}/.ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == commands[1]),
+        ".ci/run does not run the README's test command `{}`",
+        commands[1]
+    );
+}
