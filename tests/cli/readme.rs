@@ -2,7 +2,6 @@
 //! answers like the API. An example that stops working fails this test.
 
 use std::path::Path;
-use std::process::Command;
 
 use mockito::{Matcher, ServerGuard};
 use serde_json::{Value, json};
@@ -201,7 +200,7 @@ fn workspace(dir: &Path) {
         "\"Say hi\"\n{\"id\":\"b\",\"prompt\":\"Say bye\"}\n",
     );
     let git = |args: &[&str]| {
-        let ok = Command::new("git")
+        let ok = scrubbed("git")
             .args(args)
             .current_dir(dir)
             .env("GIT_AUTHOR_NAME", "t")
@@ -249,10 +248,9 @@ fn every_readme_example_runs() {
         let line = example
             .replace("https://api.anthropic.com", &server.url())
             .replace("https://api2.claudestore.store", &server.url());
-        let out = Command::new("bash")
+        let out = scrubbed("bash")
             .args(["-o", "pipefail", "-c", &line])
             .current_dir(dir.path())
-            .env_clear()
             .env("PATH", &path)
             .env("HOME", dir.path())
             .env("NO_PROXY", "*")
