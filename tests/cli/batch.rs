@@ -602,7 +602,7 @@ fn ctrl_c_keeps_finished_results_that_wait_behind_a_slow_line() {
     let input = write(dir.path(), "in.jsonl", "\"slow\"\n\"a\"\n\"b\"\n\"c\"\n");
     let out = dir.path().join("out.jsonl");
     let mut child = spawn_batch(&server, &input, &out);
-    wait_until("four requests", || server.requests().len() == 4);
+    wait_until("four requests", || server.request_count() == 4);
     std::thread::sleep(Duration::from_millis(300)); // a, b and c are answered by now
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),

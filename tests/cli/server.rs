@@ -21,8 +21,8 @@
 //! that panics, or a script that runs out, answers 500 and fails the test when the
 //! server is dropped.
 //!
-//! This file is also compiled into `benches/tools` (the batch benchmark's mock), so it
-//! uses std and serde_json only.
+//! `benches/tools/batch_mock.rs` (the batch benchmark's mock) compiles this file too, so
+//! it uses std and serde_json only.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -348,6 +348,11 @@ impl Server {
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// How many requests came so far (without copying them).
+    pub fn request_count(&self) -> usize {
+        lock(&self.shared.requests).len()
     }
 
     /// How many connections were accepted so far.
