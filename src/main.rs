@@ -53,6 +53,7 @@ fn main() -> ExitCode {
     let outcome =
         config::Config::from_cli(cli, explicit, stdin_is_terminal, |k| std::env::var(k).ok())
             .and_then(run::run);
+    interrupt::wait_if_signalled();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => exit_for(&err),

@@ -1,7 +1,9 @@
-//! Integration tests: the real binary against mockito servers on 127.0.0.1.
+//! Integration tests: the real binary against mock servers on 127.0.0.1 (mockito, and
+//! `server.rs` for what mockito cannot do).
 //! One test binary (faster to link); one module per capability.
 
 mod common;
+mod server;
 
 mod architecture;
 mod batch;
