@@ -1,6 +1,7 @@
 //! HTTP: the ureq agent, headers, retries and timeouts, and HTTP failures turned into
 //! typed errors with their exit codes (DESIGN.md §6, API.md §5–§6).
 
+use std::cell::Cell;
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -8,6 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 use ureq::http::{Response, header::HeaderMap};
 use ureq::tls::{RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
 use ureq::{Agent, Body, RequestBuilder};
 
 use crate::config::{ApiKey, Network};
@@ -75,6 +80,10 @@ impl Client {
             .max_redirects_will_error(false)
             .timeout_connect(Some(net.connect_timeout))
             .tls_config(tls)
+            // No Accept-Encoding: cs-msg decodes nothing, so it asks for nothing (ureq
+            // would add one if a crate in the build turned on its gzip or brotli
+            // feature); a body compressed anyway is reported (`response.rs`).
+            .accept_encoding("")
             .user_agent(concat!("cs-msg/", env!("CARGO_PKG_VERSION")));
         if base_is_loopback(&net.base_url) {
             // A local server is reached directly: a proxy would see the key (http).
@@ -85,7 +94,10 @@ impl Client {
                 .max_idle_connections(n.max(10))
                 .max_idle_connections_per_host(n.max(3));
         }
-        let agent: Agent = config.build().into();
+        // The default connectors (proxy, TCP, TLS), each connection wrapped so that
+        // `finish_body` can bound the wait for the end of a body.
+        let connector = DefaultConnector::default().chain(BoundedReads);
+        let agent = Agent::with_parts(config.build(), connector, DefaultResolver::default());
         Client {
             agent,
             base_url: net.base_url.clone(),
@@ -94,6 +106,11 @@ impl Client {
             verbose,
             gate,
         }
+    }
+
+    /// `--fallback-model`, if given.
+    pub fn fallback_model(&self) -> Option<&str> {
+        self.net.fallback_model.as_deref()
     }
 
     /// POSTs `body` to `path`, retrying transient failures, and hands each 2xx response
@@ -314,6 +331,86 @@ pub fn read_capped(
         .into());
     }
     Ok(bytes)
+}
+
+/// After a stream's `message_stop`, reads what is left of the body (normally just the
+/// chunked terminator, already received with the last event) so that ureq returns the
+/// connection to the agent's pool: a batch, the fallback and the turns of a tool loop
+/// then reuse it instead of paying a new TCP and TLS handshake. ureq pools a
+/// connection only when its body was read to the end. No read waits past `bound`
+/// (nor past 64 KiB of trailing bytes): a relay that holds the socket open after the
+/// answer is dropped, and the answer is not held up for it.
+pub fn finish_body(body: &mut impl Read, bound: Duration) {
+    let previous = READ_DEADLINE.replace(Some(Instant::now() + bound));
+    let mut buf = [0u8; 8 * 1024];
+    let mut left = 64 * 1024usize;
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) if n >= left => break,
+            Ok(n) => left -= n,
+        }
+    }
+    READ_DEADLINE.set(previous);
+}
+
+thread_local! {
+    /// While set, no read on this thread's connections waits past this instant
+    /// ([`finish_body`]). ureq reads on the calling thread, so a thread-local reaches
+    /// exactly the reads of the body being finished.
+    static READ_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The last link of the connector chain: wraps each connection in [`Bounded`].
+#[derive(Debug)]
+struct BoundedReads;
+
+impl Connector<Box<dyn Transport>> for BoundedReads {
+    type Out = Bounded;
+
+    fn connect(
+        &self,
+        _: &ConnectionDetails,
+        chained: Option<Box<dyn Transport>>,
+    ) -> Result<Option<Bounded>, ureq::Error> {
+        Ok(chained.map(Bounded))
+    }
+}
+
+/// A connection whose reads honour [`READ_DEADLINE`]; otherwise it is the connection
+/// it wraps (TCP, or TLS over TCP).
+#[derive(Debug)]
+struct Bounded(Box<dyn Transport>);
+
+impl Transport for Bounded {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.0.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.0.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, mut timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        if let Some(deadline) = READ_DEADLINE.get() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ureq::Error::Timeout(ureq::Timeout::PerRead));
+            }
+            let left = ureq::unversioned::transport::time::Duration::from(left);
+            timeout.after = timeout.after.min(left);
+            timeout.per_read = Some(timeout.per_read.map_or(left, |p| p.min(left)));
+        }
+        self.0.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.0.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.0.is_tls()
+    }
 }
 
 impl CallInfo {
@@ -558,6 +655,8 @@ mod tests {
             idle_timeout: Duration::from_millis(1500),
             timeout: Some(Duration::from_secs(30)),
             backoff_initial: Duration::from_millis(500),
+            fallback_model: None,
+            drain_bound: Duration::from_millis(50),
         };
         let cases = [
             (

@@ -9,7 +9,7 @@ use ureq::Body;
 use ureq::http::Response;
 
 use crate::client::{self, CallInfo};
-use crate::error::{AttemptError, Failure, snippet};
+use crate::error::{ApiError, AttemptError, ExitKind, Failure, sanitize, snippet};
 use crate::output::{OutputMode, Writer};
 use crate::stream;
 
@@ -28,21 +28,50 @@ pub fn receive<W: Write>(
     writer: &mut Writer<W>,
     first_bytes: &mut dyn FnMut(),
 ) -> Result<Value, AttemptError> {
+    let status = response.status().as_u16();
+    let request_id = info.request_id.as_deref();
+    // ureq decodes nothing here (its gzip and brotli features are off) and cs-msg asks
+    // for no encoding: a compressed body would reach the parser as binary noise.
+    if let Some(encoding) = client::header(response.headers(), "content-encoding")
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    {
+        return Err(Failure::malformed(compressed(&encoding, None))
+            .with_request_id(request_id)
+            .into());
+    }
+    let should_retry = client::header(response.headers(), "x-should-retry");
     let is_json = client::header(response.headers(), "content-type")
         .is_some_and(|t| t.starts_with("application/json"));
-    let request_id = info.request_id.as_deref();
     if streaming && !is_json {
-        return stream::consume(
-            response.into_body().into_reader(),
+        let mut body = response.into_body().into_reader();
+        let message = stream::consume(
+            &mut body,
             writer,
+            status,
             request_id,
-            |e| info.read_failure(e),
+            // Without the request-id: `consume` names it last, after "the answer is
+            // incomplete".
+            |e| client::transport_failure(ureq::Error::from(e), &info.net.base_url, &info.net),
             first_bytes,
             keep_text || writer.mode().needs_whole_message(),
-        );
+        )?;
+        client::finish_body(&mut body, info.net.drain_bound);
+        return Ok(message);
     }
     let bytes = client::read_capped(response, MAX_RESPONSE_BYTES, info)?;
     first_bytes();
+    if is_blank(&bytes) {
+        return Err(empty_body(status).with_request_id(request_id).into());
+    }
+    if let Some(magic) = compression_magic(&bytes) {
+        return Err(Failure::malformed(compressed(magic, Some(magic)))
+            .with_request_id(request_id)
+            .into());
+    }
+    // A relay's error inside a 2xx: handled as the matching status would be.
+    if let Some(api) = ApiError::from_success_body(status, &bytes, info.request_id.clone()) {
+        return Err(envelope_error(api, should_retry.as_deref(), writer));
+    }
     let message: Value = serde_json::from_slice(&bytes)
         .ok()
         .filter(|m: &Value| m.get("content").is_some_and(Value::is_array))
@@ -62,4 +91,80 @@ pub fn receive<W: Write>(
     }
     writer.finish()?;
     Ok(message)
+}
+
+/// An error envelope that came inside a 2xx body or as the only data of a stream:
+/// retried (while nothing reached stdout) when its type says the matching status
+/// would be, unless `x-should-retry` says otherwise; its exit code is that status's.
+pub fn envelope_error<W: Write>(
+    api: ApiError,
+    should_retry: Option<&str>,
+    writer: &Writer<W>,
+) -> AttemptError {
+    let retryable = match should_retry {
+        Some("true") => true,
+        Some("false") => false,
+        _ => api.retryable(),
+    };
+    let failure = api.into_failure();
+    if retryable && !writer.wrote_anything() {
+        AttemptError::Retry(failure)
+    } else {
+        AttemptError::Fatal(failure.into())
+    }
+}
+
+/// Nothing, or only white space: no API response is that.
+pub fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// An empty 2xx body, streamed or not. Exit 5, as a dropped connection: to cs-msg a
+/// body that ends before its first byte is what a relay whose upstream died looks
+/// like (the status was sent, then nothing), and a stream that ends without
+/// `message_stop` is exit 5 too; it is not retried, like any response that arrived.
+pub fn empty_body(status: u16) -> Failure {
+    Failure::new(
+        ExitKind::Network,
+        format!("empty response body (HTTP {status})"),
+    )
+}
+
+/// The compression a body's first bytes announce: gzip (`1f 8b`) or zstd
+/// (`28 b5 2f fd`). Brotli and raw deflate have no magic number.
+pub fn compression_magic(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else {
+        None
+    }
+}
+
+/// Says that a body is compressed though cs-msg asked for no encoding: by its
+/// `Content-Encoding` header (`encoding`), or, with `magic`, by its first bytes.
+pub fn compressed(encoding: &str, magic: Option<&str>) -> String {
+    let encoding = sanitize(encoding);
+    let first = encoding
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let what = match first.as_str() {
+        "gzip" | "x-gzip" => "gzip-compressed".to_owned(),
+        "br" => "brotli-compressed".to_owned(),
+        "deflate" => "deflate-compressed".to_owned(),
+        "zstd" => "zstd-compressed".to_owned(),
+        "compress" | "x-compress" => "compress-compressed".to_owned(),
+        _ => "encoded".to_owned(),
+    };
+    let how = match magic {
+        Some(m) => format!("it starts with {m}'s magic bytes"),
+        None => format!("Content-Encoding: {encoding}"),
+    };
+    format!(
+        "the body is {what} ({how}) though none was asked for; a proxy in between may be misconfigured"
+    )
 }
