@@ -9,6 +9,7 @@ mod generated;
 mod hostile;
 mod outputs;
 mod readme;
+mod relay;
 mod reliability;
 mod requests;
 mod streams;
