@@ -413,12 +413,38 @@ pub fn sanitize(s: &str) -> String {
 /// folded to single spaces, so a page cannot flood or garble the terminal. An HTML
 /// page is reduced to its title or first heading, as text, never markup.
 pub fn snippet(body: &[u8]) -> String {
+    if let Some(binary) = binary_summary(body) {
+        return binary;
+    }
     if looks_like_html(body)
         && let Some(summary) = html_summary(&String::from_utf8_lossy(body))
     {
         return fold(&summary, 200);
     }
     fold(&String::from_utf8_lossy(body), 200)
+}
+
+/// A body that is not text (compressed, an image, random bytes) as its first bytes
+/// in hex, instead of a line of replacement characters: `None` for text, also text
+/// with a stray invalid byte or a character cut at the end.
+fn binary_summary(body: &[u8]) -> Option<String> {
+    let head = &body[..body.len().min(1024)];
+    let text = String::from_utf8_lossy(head);
+    let total = text.chars().count();
+    let junk = text
+        .chars()
+        .filter(|&c| c == '\u{FFFD}' || (c.is_control() && !c.is_whitespace()))
+        .count();
+    // More than one character in eight that no text has.
+    if junk == 0 || junk * 8 <= total {
+        return None;
+    }
+    let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let more = if body.len() > 8 { " …" } else { "" };
+    Some(format!(
+        "binary data, not text (starting {}{more})",
+        hex.join(" ")
+    ))
 }
 
 /// `text` with unsafe characters and runs of white space folded to single spaces,
@@ -842,5 +868,25 @@ mod tests {
     fn snippet_is_bounded() {
         let long = vec![b'x'; 10_000];
         assert_eq!(snippet(&long).chars().count(), 201);
+    }
+
+    #[test]
+    fn binary_bodies_are_shown_in_hex_not_as_replacement_characters() {
+        let brotli = [
+            0x8b_u8, 0x05, 0x80, 0xff, 0xfe, 0x01, 0x02, 0x9c, 0x00, 0xc3,
+        ];
+        assert_eq!(
+            snippet(&brotli),
+            "binary data, not text (starting 8b 05 80 ff fe 01 02 9c …)"
+        );
+        assert_eq!(
+            snippet(&[0x00, 0xff]),
+            "binary data, not text (starting 00 ff)"
+        );
+        // Text with one stray byte stays text.
+        assert_eq!(
+            snippet(b"Bad gateway: caf\xe9 closed"),
+            "Bad gateway: caf\u{FFFD} closed"
+        );
     }
 }

@@ -442,6 +442,39 @@ fn a_compressed_body_is_reported_in_one_line_naming_the_encoding() {
     }
 }
 
+#[test]
+fn binary_bodies_without_a_magic_number_are_shown_in_hex() {
+    // Brotli has no magic number: with no header, the body is still never printed as
+    // replacement characters.
+    let brotli: &[u8] = &[0x8b, 0x05, 0x80, 0xff, 0xfe, 0x01, 0x02, 0x9c, 0x00, 0xc3];
+    for (content_type, args, what) in [
+        (
+            "application/json",
+            &["--no-stream"][..],
+            "expected a message object",
+        ),
+        ("text/event-stream", &[][..], "not an event stream"),
+    ] {
+        let relay = Relay::start(move |_, _| http(200, &[("content-type", content_type)], brotli));
+        let mut c = relay.cmd();
+        c.args(args).arg("q");
+        run(c).code(1).stdout("").stderr(format!(
+            "cs-msg: malformed response: {what}: binary data, not text (starting 8b 05 80 ff fe 01 02 9c …) (request-id req_relay)\n"
+        ));
+    }
+}
+
+#[test]
+fn help_never_shows_the_base_url_from_the_environment() {
+    let mut c = cmd();
+    c.env("CS_MSG_BASE_URL", "https://gw.example/t0ken-in-path")
+        .arg("--help");
+    let assert = run(c).success();
+    let help = stdout_of(&assert);
+    assert!(help.contains("[env: CS_MSG_BASE_URL]"), "{help}");
+    assert!(!help.contains("t0ken"), "{help}");
+}
+
 // ---------------------------------------------------------------------------------
 // Issue 11 item 8: an empty 2xx body
 
