@@ -100,6 +100,10 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         meaning: "defaults for the flags of the same name",
     },
     EnvVar {
+        names: &["CS_MSG_FALLBACK_MODEL"],
+        meaning: "the model that answers instead when the model is overloaded, rate limited or not found, like `--fallback-model`",
+    },
+    EnvVar {
         names: &["ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY"],
         meaning: "the proxy: the first one set, also in lower case; a loopback base URL is always reached directly",
     },

@@ -27,6 +27,7 @@ mod stream;
 mod tool_loop;
 mod tool_result;
 mod tools;
+mod unanswered;
 
 // The pure modules live in the library (src/lib.rs) so benches can reach them.
 use cs_msg::{error, message, sse};

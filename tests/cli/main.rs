@@ -13,6 +13,7 @@ mod hostile;
 mod mcp;
 mod outputs;
 mod readme;
+mod relay;
 mod reliability;
 mod requests;
 mod signals_and_inputs;
