@@ -3,7 +3,6 @@
 //! executor builds (src/executor/). Also the check that the given results answer the
 //! last assistant turn of the history exactly, before anything is sent.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
@@ -11,7 +10,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::error::usage;
-use crate::files::io_reason;
+use crate::files;
 
 /// The most a result read from a file or stdin may hold. A request body may be at most
 /// 32 MB, so a larger result could never be sent anyway.
@@ -159,28 +158,15 @@ pub fn read_results_from(args: &[(Flag, &str)], stdin: &mut dyn Read) -> Result<
 }
 
 fn read_file(path: &Path, what: &str) -> Result<String> {
-    let fail = |e: std::io::Error| usage(format!("{what}: {}", io_reason(&e)));
-    let meta = std::fs::metadata(path).map_err(fail)?;
-    if meta.is_dir() {
-        return Err(usage(format!("{what}: is a directory, not a file")));
-    }
-    let mut file = File::open(path).map_err(fail)?;
-    read_limited(&mut file, what)
+    utf8(files::read_bytes(path, MAX_RESULT_BYTES, what)?, what)
 }
 
 /// Reads at most [`MAX_RESULT_BYTES`] of UTF-8 text; more, or other bytes, is an error.
 fn read_limited(reader: &mut dyn Read, what: &str) -> Result<String> {
-    let mut bytes = Vec::new();
-    reader
-        .take(MAX_RESULT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| usage(format!("{what}: {}", io_reason(&e))))?;
-    if bytes.len() as u64 > MAX_RESULT_BYTES {
-        return Err(usage(format!(
-            "{what}: larger than {} MiB, the most a tool result may be",
-            MAX_RESULT_BYTES / (1024 * 1024)
-        )));
-    }
+    utf8(files::read_limited(reader, MAX_RESULT_BYTES, what)?, what)
+}
+
+fn utf8(bytes: Vec<u8>, what: &str) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         usage(format!(
             "{what}: not valid UTF-8 (byte {})",
@@ -372,7 +358,7 @@ mod tests {
         let e = read_results_from(&[(Flag::Result, "a=-")], &mut huge).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "--tool-result a=-: stdin: larger than 32 MiB, the most a tool result may be"
+            "--tool-result a=-: stdin: larger than 32.0 MiB (the most one input may hold)"
         );
     }
 
