@@ -40,6 +40,23 @@ impl Model {
     pub fn bodies(&self) -> Vec<Value> {
         self.bodies.lock().unwrap().clone()
     }
+
+    /// The first request that carried tool results (a retried request may come twice).
+    pub fn results_request(&self) -> Value {
+        self.bodies()
+            .into_iter()
+            .find(answered)
+            .expect("no request carried tool results")
+    }
+}
+
+/// Whether the request's last turn holds tool results.
+pub fn answered(body: &Value) -> bool {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|t| t["content"].as_array())
+        .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
 }
 
 pub fn message(content: Value, stop: &str) -> Value {
@@ -243,8 +260,8 @@ fn failing_slow_and_huge_tools_become_error_results_and_the_loop_goes_on() {
         "head -c 300000 /dev/zero | tr '\\0' x",
     );
     let binary = script(dir.path(), "bin.sh", "printf '\\377\\376'");
-    let model = Model::json(|n, _| match n {
-        0 => message(
+    let model = Model::json(|_, body| match answered(body) {
+        false => message(
             json!([
                 call("t1", "fail", json!({})),
                 call("t2", "slow", json!({})),
@@ -253,7 +270,7 @@ fn failing_slow_and_huge_tools_become_error_results_and_the_loop_goes_on() {
             ]),
             "tool_use",
         ),
-        _ => message(json!([text("adapted")]), "end_turn"),
+        true => message(json!([text("adapted")]), "end_turn"),
     });
     let mut c = loop_cmd(
         &model,
@@ -271,7 +288,7 @@ fn failing_slow_and_huge_tools_become_error_results_and_the_loop_goes_on() {
     let out = run(c).code(0);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(stdout_of(&out), "adapted\n");
-    let results = model.bodies()[1]["messages"][2]["content"].clone();
+    let results = model.results_request()["messages"][2]["content"].clone();
     assert_eq!(results[0]["is_error"], true);
     assert_eq!(
         results[0]["content"][0]["text"],
