@@ -6,12 +6,13 @@ use anyhow::Result;
 use serde_json::{Map, Value, json};
 
 use crate::answer::{self, Checks};
+use crate::cache::{self, Marks, Ttl};
 use crate::client::{self, Client};
 use crate::config::{Config, Mode};
 use crate::error::{Failure, snippet, usage};
 use crate::output::{self, OutputMode, Writer};
 use crate::spinner::{self, Spinner};
-use crate::tool_loop::{self, Exchange};
+use crate::tool_loop::{self, Exchange, ToolLoop};
 use crate::tool_result::{self, ToolResult};
 use crate::{batch, call, conversation, files, generate, input, models, request};
 
@@ -23,12 +24,30 @@ pub fn run(config: Config) -> Result<()> {
             let models = models::fetch_all(&client(&config)?)?;
             models::print(&models, config.output_mode == OutputMode::Json)
         }
-        Mode::CountTokens => {
-            let (body, _) = message_body(&config)?;
-            count_tokens(&config, &body)
-        }
-        Mode::Message => message(&config),
+        Mode::CountTokens => message_body(&config)
+            .and_then(|(body, _)| count_tokens(&config, &body))
+            .map_err(|e| cache_hint(e, &config)),
+        Mode::Message => message(&config).map_err(|e| cache_hint(e, &config)),
         Mode::Batch(spec) => batch::run(config, &spec),
+    }
+}
+
+/// An endpoint that refuses `cache_control` gets its error shown as it is, and a hint
+/// to drop `--cache` (only when `--cache` sent it).
+fn cache_hint(e: anyhow::Error, config: &Config) -> anyhow::Error {
+    if config.cache.is_none() {
+        return e;
+    }
+    match e.downcast::<Failure>() {
+        Ok(f)
+            if f.api
+                .as_ref()
+                .is_some_and(|api| cache::is_rejection(api.status, &api.message)) =>
+        {
+            f.with_hint(cache::REJECTION_HINT).into()
+        }
+        Ok(f) => f.into(),
+        Err(e) => e,
     }
 }
 
@@ -53,6 +72,8 @@ fn print_line(bytes: &[u8]) -> Result<()> {
 struct History {
     prior: Vec<Value>,
     user_turn: Value,
+    /// `--cache`, when cs-msg placed the breakpoints (and a tool loop moves them).
+    cache: Option<Ttl>,
 }
 
 /// The request body from the flags, the files and stdin.
@@ -68,6 +89,12 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
         _ => Vec::new(),
     };
     let mut blocks = input::user_blocks(&config.input, config.stdin_hint_after)?;
+    // The PROMPT words, when given, are the last block (input.rs skips blank ones).
+    let has_prompt = config
+        .input
+        .prompt
+        .as_deref()
+        .is_some_and(|p| !p.trim().is_empty());
     if !config.tool_results.is_empty() {
         // The results answer the history's last turn, so they come first in this one.
         let source = match (&config.messages_file, &config.conversation) {
@@ -86,7 +113,13 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
         ));
     }
     let user_turn = json!({"role": "user", "content": blocks.clone()});
-    let body = request::build(
+    let marks = match blocks.len() {
+        0 => Marks::History,
+        n => Marks::NewTurn {
+            stable: n - usize::from(has_prompt),
+        },
+    };
+    let mut body = request::build(
         &config.generation,
         blocks,
         request::Sources {
@@ -97,7 +130,15 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
             prior: prior.clone(),
         },
     );
-    Ok((body, History { prior, user_turn }))
+    let cache = cache::apply_to(&mut body, config.cache, marks);
+    Ok((
+        body,
+        History {
+            prior,
+            user_turn,
+            cache,
+        },
+    ))
 }
 
 /// A message call: send, print, check, save.
@@ -156,6 +197,10 @@ fn message(config: &Config) -> Result<()> {
                 mode => mode,
             };
             let mut writer = Writer::stdout(mode, config.show_thinking);
+            let tools = &ToolLoop {
+                cache: history.cache,
+                ..tools.clone()
+            };
             let exchange = tool_loop::run(
                 &client,
                 tools,

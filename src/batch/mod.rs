@@ -12,11 +12,13 @@ mod progress;
 mod reader;
 mod resume;
 mod sink;
+mod warmup;
 mod window;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -31,7 +33,8 @@ use crate::output::{self, stderr_is_terminal};
 use crate::{conversation, input};
 
 use progress::Progress;
-use sink::{Out, Sink, Stats};
+use sink::{Out, Sink, Stats, Tokens};
+use warmup::Warmup;
 use window::Window;
 
 /// A failed line's exit code, most important first (README "Exit codes": an auth
@@ -63,6 +66,10 @@ struct Shared {
     window: Window,
     /// Set by the first 401: the key is bad, so later lines are not sent at all.
     auth_failure: OnceLock<String>,
+    /// `--cache`: the first line is sent alone (see `warmup.rs`).
+    warmup: Warmup,
+    /// A line's endpoint refused `cache_control` (the summary then hints at it).
+    cache_refused: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,6 +89,8 @@ struct Job {
 struct Done {
     index: u64,
     outcome: Outcome,
+    /// What the line's answer (or tool loop) used, for the summary.
+    tokens: Tokens,
 }
 
 enum Outcome {
@@ -150,6 +159,7 @@ pub fn run(config: Config, spec: &BatchSpec) -> Result<()> {
     let gate = Arc::new(RateGate::default());
     let client = Client::shared(&config.network, key, config.verbose, spec.jobs, gate);
     let quiet = config.quiet;
+    let warmup = Warmup::new(config.cache.is_some());
     let shared = Arc::new(Shared {
         client,
         template: Template {
@@ -159,6 +169,8 @@ pub fn run(config: Config, spec: &BatchSpec) -> Result<()> {
         },
         window: Window::new(spec.jobs as u64 * 4),
         auth_failure: OnceLock::new(),
+        warmup,
+        cache_refused: AtomicBool::new(false),
     });
     let sink = Arc::new(Mutex::new(Sink {
         out,
@@ -214,22 +226,34 @@ pub fn run(config: Config, spec: &BatchSpec) -> Result<()> {
     for t in threads {
         let _ = t.join();
     }
-    finish(&stats, spec, quiet)
+    let refused = shared.cache_refused.load(Ordering::Relaxed);
+    finish(&stats, spec, quiet, refused)
 }
 
 /// The one-line summary, and the exit code.
-fn finish(stats: &Stats, spec: &BatchSpec, quiet: bool) -> Result<()> {
+/// `cache_refused`: some line failed because the endpoint refuses `cache_control`.
+fn finish(stats: &Stats, spec: &BatchSpec, quiet: bool, cache_refused: bool) -> Result<()> {
     let mut summary = format!("{} ok, {} failed", stats.ok + stats.skipped, stats.failed);
     if stats.skipped > 0 {
         let out = spec.results.as_deref().map(|p| p.display().to_string());
         let out = out.unwrap_or_default();
         summary += &format!(" ({} answered by an earlier run in {out})", stats.skipped);
     }
+    if let Some(tokens) = stats.tokens.summary() {
+        summary += &format!("; {tokens}");
+    }
     match EXIT_PRECEDENCE
         .iter()
         .find(|k| stats.kinds_seen.contains(k))
     {
-        Some(&kind) => Err(Failure::new(kind, summary).into()),
+        Some(&kind) => {
+            let failure = Failure::new(kind, summary);
+            Err(match cache_refused {
+                true => failure.with_hint(crate::cache::REJECTION_HINT),
+                false => failure,
+            }
+            .into())
+        }
         None => {
             if !quiet {
                 output::info(&summary);
