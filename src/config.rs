@@ -150,6 +150,9 @@ pub struct Config {
     pub schema: Option<Schema>,
     /// `--cache`, `--cache-ttl`, `CS_MSG_CACHE`: breakpoints on the stable prefix.
     pub cache: Option<Ttl>,
+    /// With `--cache`, a batch sends its first line alone; `CS_MSG_NO_WARMUP` (for
+    /// benches/cache_warmup.py, which measures what that saves) sends all at once.
+    pub batch_warmup: bool,
     /// `--exec`: the tool loop runs the bound tools.
     pub tool_loop: Option<ToolLoop>,
     /// `--tool-result`/`--tool-error`: answers to the history's last tool calls.
@@ -292,6 +295,7 @@ impl Config {
             request_file: cli.request,
             schema,
             cache,
+            batch_warmup: cache.is_some() && env("CS_MSG_NO_WARMUP").is_none(),
             tool_loop,
             tool_results,
             explicit,

@@ -159,7 +159,7 @@ pub fn run(config: Config, spec: &BatchSpec) -> Result<()> {
     let gate = Arc::new(RateGate::default());
     let client = Client::shared(&config.network, key, config.verbose, spec.jobs, gate);
     let quiet = config.quiet;
-    let warmup = Warmup::new(config.cache.is_some());
+    let warmup = Warmup::new(config.batch_warmup);
     let shared = Arc::new(Shared {
         client,
         template: Template {

@@ -4,6 +4,7 @@
 mod common;
 
 mod batch;
+mod cache;
 mod errors;
 mod generated;
 mod hostile;
