@@ -100,6 +100,10 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         meaning: "defaults for the flags of the same name",
     },
     EnvVar {
+        names: &["CS_MSG_CACHE"],
+        meaning: "`5m` or `1h`: prompt caching on, with that lifetime, as `--cache-ttl` (which wins); empty is unset",
+    },
+    EnvVar {
         names: &["ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY"],
         meaning: "the proxy: the first one set, also in lower case; a loopback base URL is always reached directly",
     },
