@@ -17,7 +17,9 @@ complete -c cs-msg -l tool-choice -d 'Which tool the model may use: auto, any, n
 complete -c cs-msg -l exec -d 'Run tool NAME (defined in --tools) with COMMAND when the model calls it; repeatable' -r
 complete -c cs-msg -l tool-result -d 'Answer a tool call of the history\'s last turn: ID=TEXT, ID=@FILE or ID=- (stdin); repeatable' -r
 complete -c cs-msg -l tool-error -d 'Like --tool-result, but the call failed (is_error: true)' -r
-complete -c cs-msg -l max-turns -d 'The most requests one tool loop sends (--exec)' -r
+complete -c cs-msg -l mcp -d 'Start an MCP server (COMMAND, split like --exec) and offer its tools; repeatable' -r
+complete -c cs-msg -l mcp-tools -d 'Offer only these tools of the --mcp servers (one list over all of them)' -r
+complete -c cs-msg -l max-turns -d 'The most requests one tool loop sends (--exec, --mcp)' -r
 complete -c cs-msg -l tool-timeout -d 'Seconds a tool command may run before its process group is killed' -r
 complete -c cs-msg -l schema -d 'Print one JSON object matching this JSON Schema (file or inline)' -r
 complete -c cs-msg -l thinking -d 'Extended thinking: `adaptive`, or a token budget N (at least 1024)' -r

@@ -171,8 +171,27 @@ pub struct Cli {
     )]
     pub tool_error: Vec<String>,
 
-    /// The most requests one tool loop sends (--exec)
-    #[arg(long, value_name = "N", default_value_t = crate::tool_loop::DEFAULT_MAX_TURNS,
+    /// Start an MCP server (COMMAND, split like --exec) and offer its tools; repeatable
+    #[arg(
+        long = "mcp",
+        value_name = "COMMAND",
+        help_heading = "Tools",
+        hide_short_help = true
+    )]
+    pub mcp: Vec<String>,
+
+    /// Offer only these tools of the --mcp servers (one list over all of them)
+    #[arg(
+        long = "mcp-tools",
+        value_name = "NAME,...",
+        value_delimiter = ',',
+        help_heading = "Tools",
+        hide_short_help = true
+    )]
+    pub mcp_tools: Option<Vec<String>>,
+
+    /// The most requests one tool loop sends (--exec, --mcp)
+    #[arg(long, value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000), help_heading = "Tools",
           hide_short_help = true)]
     pub max_turns: u32,

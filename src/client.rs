@@ -1,5 +1,5 @@
 //! HTTP: the ureq agent, headers, retries and timeouts, and HTTP failures turned into
-//! typed errors with their exit codes (DESIGN.md §6, API.md §5–§6).
+//! typed errors with their exit codes (README "Reliability"; docs/PROTOCOL.md, Errors, Retries).
 
 use std::io::Read;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

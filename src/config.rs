@@ -18,7 +18,6 @@ use crate::executor::{self, Executor, Limits};
 use crate::files;
 use crate::generation::{self, Explicit, Generation, rules};
 use crate::output::OutputMode;
-use crate::tool_loop::ToolLoop;
 use crate::tool_result::{self, ToolResult};
 use crate::tools::{self, Schema};
 
@@ -33,6 +32,14 @@ pub enum Mode {
     #[default]
     Message,
     Batch(BatchSpec),
+}
+
+/// What `--mcp` and `--mcp-tools` asked for.
+#[derive(Debug, Clone, Default)]
+pub struct McpSpec {
+    pub commands: Vec<String>,
+    /// `--mcp-tools`: offer only these.
+    pub only: Option<Vec<String>>,
 }
 
 /// What `--batch`, `-j` and `--output` asked for.
@@ -153,10 +160,16 @@ pub struct Config {
     /// With `--cache`, a batch sends its first line alone; `CS_MSG_NO_WARMUP` (for
     /// benches/cache_warmup.py, which measures what that saves) sends all at once.
     pub batch_warmup: bool,
-    /// `--exec`: the tool loop runs the bound tools.
-    pub tool_loop: Option<ToolLoop>,
+    /// `--exec`: the tools a loop runs itself (`tool_loop.rs`); `None` without any.
+    pub executors: Option<Vec<Executor>>,
+    /// `--max-turns`: the most requests one tool loop sends.
+    pub max_turns: u32,
+    /// `--tool-timeout`, and how a tool is stopped.
+    pub tool_limits: Limits,
     /// `--tool-result`/`--tool-error`: answers to the history's last tool calls.
     pub tool_results: Vec<ToolResult>,
+    /// `--mcp`: servers to start before the first request (`run.rs`).
+    pub mcp: McpSpec,
     /// Fields given on the command line: only those override a `--request` body.
     pub explicit: Explicit,
     pub generation: Generation,
@@ -254,17 +267,17 @@ impl Config {
             .iter()
             .map(|e| Executor::parse(e))
             .collect::<Result<Vec<_>>>()?;
-        let tool_loop = if executors.is_empty() {
+        let executors = if executors.is_empty() {
             None
         } else {
             executor::check_bound(&executors, generation.tools.as_deref().unwrap_or(&[]))?;
-            Some(ToolLoop {
-                executors,
-                max_turns: cli.max_turns,
-                limits: Limits::with_timeout(Duration::from_secs_f64(cli.tool_timeout)),
-                cache,
-            })
+            Some(executors)
         };
+        if cli.mcp_tools.is_some() && cli.mcp.is_empty() {
+            return Err(usage(
+                "--mcp-tools picks among the tools of --mcp servers: give --mcp",
+            ));
+        }
         let outcomes: Vec<(tool_result::Flag, &str)> = cli
             .tool_outcomes
             .iter()
@@ -296,8 +309,14 @@ impl Config {
             schema,
             cache,
             batch_warmup: cache.is_some() && env("CS_MSG_NO_WARMUP").is_none(),
-            tool_loop,
+            executors,
+            max_turns: cli.max_turns,
+            tool_limits: Limits::with_timeout(Duration::from_secs_f64(cli.tool_timeout)),
             tool_results,
+            mcp: McpSpec {
+                commands: cli.mcp,
+                only: cli.mcp_tools,
+            },
             explicit,
             generation,
             network: Network {

@@ -48,6 +48,28 @@ pub fn check_messages(value: Value, what: &str) -> Result<Vec<Value>> {
     Ok(messages)
 }
 
+/// What a `-c` file held when it was read (`None`: it did not exist), so that a save
+/// can tell whether another run changed it meanwhile.
+#[derive(Debug, Default)]
+pub struct Snapshot(Option<Vec<u8>>);
+
+/// Reads a `-c` file, if it exists, with the snapshot its save checks against.
+pub fn read_conversation(path: &Path) -> Result<(Vec<Value>, Snapshot)> {
+    let what = format!("--conversation {}", path.display());
+    let bytes = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), Snapshot(None)));
+        }
+        _ => files::read_bytes(path, files::MAX_INPUT_BYTES, &what)?,
+    };
+    let messages = check_messages(files::parse_json(&bytes, &what)?, &what)?;
+    Ok((messages, Snapshot(Some(bytes))))
+}
+
+fn current(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
+
 pub fn read_messages(path: &Path, flag: &str) -> Result<Vec<Value>> {
     let value = read_json(path, flag)?;
     check_messages(value, &format!("{flag} {}", path.display()))
@@ -71,8 +93,16 @@ pub fn reply_content(message: &Value) -> Vec<Value> {
 }
 
 /// Writes the conversation to `path` atomically (`files::atomic_write`): on any
-/// failure, or a signal meanwhile, the file is untouched.
-pub fn save(path: &Path, messages: &[Value]) -> Result<()> {
+/// failure, or a signal meanwhile, the file is untouched. Two runs on one file would
+/// lose a turn silently (each saves its own history), so a file that changed since
+/// it was read is not overwritten: exit 2, naming it.
+pub fn save(path: &Path, messages: &[Value], read: &Snapshot) -> Result<()> {
+    if current(path) != read.0 {
+        return Err(usage(format!(
+            "--conversation {}: the file changed while this answer was coming (another cs-msg on the same file?); this turn was not saved",
+            path.display()
+        )));
+    }
     files::atomic_write(path, &format!("--conversation {}", path.display()), |out| {
         serde_json::to_writer_pretty(&mut *out, messages)?;
         out.write_all(b"\n")
@@ -138,13 +168,25 @@ mod tests {
     fn save_replaces_the_file_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chat.json");
-        std::fs::write(&path, "old").unwrap();
-        save(&path, &[json!({"role": "user", "content": "hi"})]).unwrap();
+        std::fs::write(&path, "[]").unwrap();
+        let (_, read) = read_conversation(&path).unwrap();
+        save(&path, &[json!({"role": "user", "content": "hi"})], &read).unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "[\n  {\n    \"role\": \"user\",\n    \"content\": \"hi\"\n  }\n]\n"
         );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn a_file_changed_since_it_was_read_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.json");
+        let (_, read) = read_conversation(&path).unwrap();
+        std::fs::write(&path, "[\"other run\"]").unwrap();
+        let e = save(&path, &[], &read).unwrap_err();
+        assert!(e.to_string().ends_with("the file changed while this answer was coming (another cs-msg on the same file?); this turn was not saved"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[\"other run\"]");
     }
 }

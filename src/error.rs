@@ -1,4 +1,4 @@
-//! Error kinds and the exit code each one maps to (DESIGN.md §5).
+//! Error kinds and the exit code each one maps to (README "Exit codes"; docs/PROTOCOL.md, Errors).
 //!
 //! Everything below `main` returns `anyhow::Result`; a [`Failure`] anywhere in the
 //! chain decides the exit code. Anything else is exit 1.
@@ -265,7 +265,7 @@ impl ApiError {
     }
 }
 
-/// The status that goes with an `error.type` (API.md §5.1); `None` for a type the
+/// The status that goes with an `error.type` (docs/PROTOCOL.md, Errors); `None` for a type the
 /// API does not document.
 pub fn status_for_type(error_type: &str) -> Option<u16> {
     Some(match error_type {
@@ -298,7 +298,7 @@ pub fn type_policy(error_type: &str) -> (ExitKind, bool) {
     (kind, retryable)
 }
 
-/// The statuses the SDKs retry (API.md §6.1).
+/// The statuses the SDKs retry (docs/PROTOCOL.md, Retries).
 fn status_is_retryable(status: u16) -> bool {
     matches!(status, 408 | 409 | 429) || status >= 500
 }

@@ -1,5 +1,5 @@
 //! The user turn: files, piped stdin and the prompt, typed by content and turned into
-//! content blocks (DESIGN.md §3).
+//! content blocks (docs/PROTOCOL.md, Content blocks).
 
 use std::io::Read;
 use std::path::Path;

@@ -17,6 +17,7 @@ mod generation;
 mod help;
 mod input;
 mod interrupt;
+mod mcp;
 mod models;
 mod output;
 mod request;

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use crate::error::usage;
 use crate::generation::{Explicit, Field, Generation};
 
-/// The API's body size limit (API.md §1.1); larger requests are refused before sending.
+/// The API's body size limit (docs/PROTOCOL.md, Limits); a larger body is refused unsent.
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
 /// Where the body starts from, and what the command line explicitly said.
@@ -116,7 +116,7 @@ pub fn is_streaming(body: &Value) -> bool {
     body.get("stream") == Some(&Value::Bool(true))
 }
 
-/// The subset of a body that `POST /v1/messages/count_tokens` accepts (API.md §7.1).
+/// What `POST /v1/messages/count_tokens` accepts of a body (docs/PROTOCOL.md, Counting tokens).
 pub fn count_tokens_body(body: &Value) -> Value {
     const ACCEPTED: &[&str] = &[
         "model",

@@ -10,14 +10,18 @@ use crate::cache::{self, Marks, Ttl};
 use crate::client::{self, Client};
 use crate::config::{Config, Mode};
 use crate::error::{Failure, snippet, usage};
+use crate::mcp;
 use crate::output::{self, OutputMode, Writer};
 use crate::spinner::{self, Spinner};
 use crate::tool_loop::{self, Exchange, ToolLoop};
 use crate::tool_result::{self, ToolResult};
 use crate::{batch, call, conversation, files, generate, input, models, request};
 
-pub fn run(config: Config) -> Result<()> {
-    output::set_quiet(config.quiet);
+pub fn run(mut config: Config) -> Result<()> {
+    let tools = match config.mode {
+        Mode::Message | Mode::CountTokens | Mode::Batch(_) => tools(&mut config)?,
+        Mode::Generate(_) | Mode::ListModels => None,
+    };
     match config.mode.clone() {
         Mode::Generate(kind) => generate::print(kind),
         Mode::ListModels => {
@@ -27,8 +31,8 @@ pub fn run(config: Config) -> Result<()> {
         Mode::CountTokens => message_body(&config)
             .and_then(|(body, _)| count_tokens(&config, &body))
             .map_err(|e| cache_hint(e, &config)),
-        Mode::Message => message(&config).map_err(|e| cache_hint(e, &config)),
-        Mode::Batch(spec) => batch::run(config, &spec),
+        Mode::Message => message(&config, tools.as_ref()).map_err(|e| cache_hint(e, &config)),
+        Mode::Batch(spec) => batch::run(config, &spec, tools),
     }
 }
 
@@ -49,6 +53,56 @@ fn cache_hint(e: anyhow::Error, config: &Config) -> anyhow::Error {
         Ok(f) => f.into(),
         Err(e) => e,
     }
+}
+
+/// The tools this run executes itself: `--exec` commands, and `--mcp` servers,
+/// started here (once per process; a batch shares them), their tools offered with
+/// the `--tools` ones. The servers stop when the loop is dropped, or on a signal.
+/// `None`: no tool loop; a `tool_use` stop is a normal answer.
+fn tools(config: &mut Config) -> Result<Option<ToolLoop>> {
+    let tool_loop = config
+        .executors
+        .take()
+        .map(|e| ToolLoop::new(e, config.max_turns, config.tool_limits));
+    if config.mcp.commands.is_empty() {
+        return Ok(tool_loop);
+    }
+    let spec = config.mcp.clone();
+    crate::interrupt::on_signal(mcp::kill_all);
+    let servers = mcp::start_all(
+        &spec.commands,
+        config.verbose,
+        config.network.connect_timeout,
+    )?;
+    let listed = servers
+        .iter()
+        .map(|s| Ok((s.name().to_owned(), s.tools()?)))
+        .collect::<Result<Vec<_>>>()?;
+    let listed: Vec<(&str, Vec<Value>)> = listed
+        .iter()
+        .map(|(name, tools)| (name.as_str(), tools.clone()))
+        .collect();
+    let tools = config.generation.tools.get_or_insert_with(Vec::new);
+    let defined: Vec<&str> = tools
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    let offered = mcp::select(&listed, &defined, spec.only.as_deref())?;
+    let mut bound = Vec::new();
+    for tool in offered {
+        if let Some(name) = tool.definition.get("name").and_then(Value::as_str) {
+            bound.push((name.to_owned(), tool.server));
+        }
+        tools.push(tool.definition);
+    }
+    if config.verbose {
+        output::info(&format!("{} MCP tools offered", bound.len()));
+    }
+    let mut tool_loop = tool_loop
+        .unwrap_or_else(|| ToolLoop::new(Vec::new(), config.max_turns, config.tool_limits));
+    tool_loop.mcp = std::sync::Arc::new(servers);
+    tool_loop.mcp_tools = bound;
+    Ok(Some(tool_loop))
 }
 
 fn client(config: &Config) -> Result<Client> {
@@ -72,6 +126,8 @@ fn print_line(bytes: &[u8]) -> Result<()> {
 struct History {
     prior: Vec<Value>,
     user_turn: Value,
+    /// The `-c` file as it was read.
+    snapshot: conversation::Snapshot,
     /// `--cache`, when cs-msg placed the breakpoints (and a tool loop moves them).
     cache: Option<Ttl>,
 }
@@ -83,10 +139,13 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
         Some(path) => Some(read_request_body(path)?),
         None => None,
     };
-    let prior = match (&config.messages_file, &config.conversation) {
-        (Some(path), _) => conversation::read_messages(path, "--messages")?,
-        (None, Some(path)) if path.exists() => conversation::read_messages(path, "--conversation")?,
-        _ => Vec::new(),
+    let (prior, snapshot) = match (&config.messages_file, &config.conversation) {
+        (Some(path), _) => (
+            conversation::read_messages(path, "--messages")?,
+            Default::default(),
+        ),
+        (None, Some(path)) => conversation::read_conversation(path)?,
+        _ => Default::default(),
     };
     let mut blocks = input::user_blocks(&config.input, config.stdin_hint_after)?;
     // The PROMPT words, when given, are the last block (input.rs skips blank ones).
@@ -136,13 +195,14 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
         History {
             prior,
             user_turn,
+            snapshot,
             cache,
         },
     ))
 }
 
 /// A message call: send, print, check, save.
-fn message(config: &Config) -> Result<()> {
+fn message(config: &Config, tools: Option<&ToolLoop>) -> Result<()> {
     let (body, history) = message_body(config)?;
     if config.dry_run {
         return print_line(&request::to_bytes(&body)?);
@@ -169,7 +229,7 @@ fn message(config: &Config) -> Result<()> {
             s.stop();
         }
     };
-    let exchange = match &config.tool_loop {
+    let exchange = match tools {
         None => {
             let mut writer = Writer::stdout(config.output_mode, config.show_thinking);
             let keep_text = config.conversation.is_some();
@@ -273,7 +333,7 @@ fn save_conversation(path: &std::path::Path, history: History, added: &[Value]) 
     let mut turns = history.prior;
     turns.push(history.user_turn);
     turns.extend_from_slice(added);
-    conversation::save(path, &turns)
+    conversation::save(path, &turns, &history.snapshot)
 }
 
 /// `--request PATH|-`: a JSON object whose `messages`, if any, are well-formed.

@@ -1,5 +1,5 @@
 //! Server-sent events: bytes in, events out. Pure and chunk-boundary safe: the same
-//! bytes give the same events however they are split (API.md §4.1).
+//! bytes give the same events however they are split (docs/PROTOCOL.md, Streaming).
 
 /// One dispatched event. `name` is the `event:` field, if the server sent one.
 #[derive(Debug, Clone, PartialEq, Eq)]

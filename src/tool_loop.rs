@@ -1,4 +1,4 @@
-//! The executed tool loop (README "Tools"): send; while the answer stops with
+//! The executed tool loop (README "Tools that run"): send; while the answer stops with
 //! `tool_use` and every called tool is bound, run that turn's calls (in parallel,
 //! results in block order), send the results, go on, at most `--max-turns` requests.
 //! Every request goes through the one call path (`call.rs`), on one client, so the
@@ -7,7 +7,8 @@
 //! The loop is stateless: what it returns (the new turns) is what `-c` saves.
 
 use std::io::Write;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::{Map, Value, json};
@@ -18,15 +19,18 @@ use crate::client::Client;
 use crate::conversation;
 use crate::error::{ExitKind, Failure};
 use crate::executor::{self, Executor, Limits, ToolRun};
+use crate::mcp::McpServer;
 use crate::output::{self, OutputMode, Writer};
 use crate::tool_result::{ToolCall, tool_calls};
 
-pub const DEFAULT_MAX_TURNS: u32 = 10;
-
-/// What `--exec`, `--max-turns` and `--tool-timeout` set up.
-#[derive(Debug, Clone)]
+/// What `--exec`, `--mcp`, `--max-turns` and `--tool-timeout` set up.
+#[derive(Clone)]
 pub struct ToolLoop {
     pub executors: Vec<Executor>,
+    /// `--mcp` servers (started once per process, shared by batch workers) and
+    /// which server answers which tool name.
+    pub mcp: Arc<Vec<McpServer>>,
+    pub mcp_tools: Vec<(String, usize)>,
     /// The most requests one loop sends.
     pub max_turns: u32,
     pub limits: Limits,
@@ -35,13 +39,95 @@ pub struct ToolLoop {
     pub cache: Option<Ttl>,
 }
 
+impl std::fmt::Debug for ToolLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolLoop")
+            .field("executors", &self.executors)
+            .field("mcp_tools", &self.mcp_tools)
+            .field("max_turns", &self.max_turns)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ToolLoop {
-    fn is_bound(&self, name: &str) -> bool {
-        executor::find(&self.executors, name).is_some()
+    pub fn new(executors: Vec<Executor>, max_turns: u32, limits: Limits) -> ToolLoop {
+        ToolLoop {
+            executors,
+            mcp: Arc::new(Vec::new()),
+            mcp_tools: Vec::new(),
+            max_turns,
+            limits,
+            cache: None,
+        }
     }
 
+    fn mcp_server(&self, name: &str) -> Option<&McpServer> {
+        let (_, index) = self.mcp_tools.iter().find(|(n, _)| n == name)?;
+        self.mcp.get(*index)
+    }
+
+    fn is_bound(&self, name: &str) -> bool {
+        executor::find(&self.executors, name).is_some() || self.mcp_server(name).is_some()
+    }
+
+    /// The calls of one turn, in parallel; results in block order.
     fn run_turn(&self, calls: &[ToolCall<'_>]) -> Vec<ToolRun> {
-        executor::run_turn(calls, &self.executors, &self.limits)
+        if self.mcp_tools.is_empty() {
+            return executor::run_turn(calls, &self.executors, &self.limits);
+        }
+        std::thread::scope(|scope| {
+            let running: Vec<_> = calls
+                .iter()
+                .map(|call| {
+                    scope.spawn(move || match self.mcp_server(call.name) {
+                        Some(server) => mcp_run(server, call, self.limits.timeout),
+                        None => executor::run_turn(
+                            std::slice::from_ref(call),
+                            &self.executors,
+                            &self.limits,
+                        )
+                        .remove(0),
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .zip(calls)
+                .map(|(handle, call)| {
+                    handle.join().unwrap_or_else(|_| ToolRun {
+                        tool_use_id: call.id.to_owned(),
+                        name: call.name.to_owned(),
+                        content: crate::tool_result::text_content(
+                            "internal error running the tool",
+                        ),
+                        is_error: true,
+                        duration: Duration::ZERO,
+                        status: "failed".into(),
+                        bytes: 0,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// One `tools/call`, described like a command's run.
+fn mcp_run(server: &McpServer, call: &ToolCall<'_>, timeout: Duration) -> ToolRun {
+    let started = Instant::now();
+    let result = server.call(call.name, call.input, timeout);
+    let bytes = result.content.iter().map(|b| b.to_string().len()).sum();
+    ToolRun {
+        tool_use_id: call.id.to_owned(),
+        name: call.name.to_owned(),
+        status: format!(
+            "MCP {} {}",
+            server.name(),
+            if result.is_error { "error" } else { "ok" }
+        ),
+        content: result.content,
+        is_error: result.is_error,
+        duration: started.elapsed(),
+        bytes,
     }
 }
 

@@ -1,6 +1,6 @@
 //! `tool_result` blocks: the ones a script gives with `--tool-result ID=TEXT|@FILE|-` and
 //! `--tool-error ID=TEXT|@FILE|-` (the client-driven round trip), and the ones the
-//! executor builds (src/executor.rs). Also the check that the given results answer the
+//! executor builds (src/executor/). Also the check that the given results answer the
 //! last assistant turn of the history exactly, before anything is sent.
 
 use std::fs::File;

@@ -30,6 +30,7 @@ use crate::config::{BatchSpec, Config, InputSpec};
 use crate::error::{ExitKind, Failure, usage};
 use crate::files;
 use crate::output::{self, stderr_is_terminal};
+use crate::tool_loop::ToolLoop;
 use crate::{conversation, input};
 
 use progress::Progress;
@@ -57,6 +58,8 @@ pub struct Template {
     pub files: Vec<Value>,
     /// `--messages`: turns sent before each line's own.
     pub prior: Vec<Value>,
+    /// `--exec`/`--mcp`: each line runs its own loop with the same tools.
+    pub tools: Option<ToolLoop>,
 }
 
 /// What the workers share.
@@ -108,7 +111,7 @@ enum Msg {
     Fatal(anyhow::Error),
 }
 
-pub fn run(config: Config, spec: &BatchSpec) -> Result<()> {
+pub fn run(config: Config, spec: &BatchSpec, tools: Option<ToolLoop>) -> Result<()> {
     let key = config.require_key()?.clone();
     let input_is_stdin = files::is_stdin(&spec.input);
     let prior = match &config.messages_file {
@@ -166,6 +169,7 @@ pub fn run(config: Config, spec: &BatchSpec) -> Result<()> {
             config,
             files,
             prior,
+            tools,
         },
         window: Window::new(spec.jobs as u64 * 4),
         auth_failure: OnceLock::new(),
@@ -179,7 +183,7 @@ pub fn run(config: Config, spec: &BatchSpec) -> Result<()> {
     if matches!(lock(&sink).out, Out::File(_)) {
         sink::salvage_on_signal(&sink);
     }
-    if shared.template.config.tool_loop.is_some() {
+    if shared.template.tools.is_some() {
         crate::interrupt::on_signal(crate::executor::kill_running);
     }
 

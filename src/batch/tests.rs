@@ -17,6 +17,7 @@ fn template(args: &[&str]) -> Template {
         config: config(args).unwrap(),
         files: vec![json!({"type":"text","text":"FILE"})],
         prior: Vec::new(),
+        tools: None,
     }
 }
 

@@ -90,7 +90,7 @@ fn answer(shared: &Shared, job: &Job, lead: Option<Lead<'_>>) -> (Outcome, Token
     let mut writer = Writer::new(std::io::sink(), OutputMode::Collect, false);
     let mut turns = None;
     let mut tokens = Tokens::default();
-    let message = match &config.tool_loop {
+    let message = match &shared.template.tools {
         None => call::send(&shared.client, &body, &mut writer, true, &mut began).inspect(|m| {
             tokens = Tokens::of(m.get("usage"));
         }),

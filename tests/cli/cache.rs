@@ -749,3 +749,40 @@ fn without_cache_a_batch_neither_waits_nor_marks() {
             .all(|(_, _, b)| !b.to_string().contains("cache_control"))
     );
 }
+
+#[test]
+fn mcp_tools_come_last_and_the_last_of_them_carries_the_breakpoint() {
+    let server = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        server.exists(),
+        "{} is missing: run `npm ci --prefix tests/mcp`",
+        server.display()
+    );
+    let dir = workspace();
+    let mcp = format!("node {}", server.display());
+    let body = dry_run(
+        dir.path(),
+        &[
+            "--cache",
+            "--connect-timeout",
+            "20",
+            "--tools",
+            "tools.json",
+            "--mcp",
+            &mcp,
+            "--mcp-tools",
+            "echo",
+            "Q",
+        ],
+        None,
+    );
+    let names: Vec<&str> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "get", "echo"]);
+    assert_eq!(marks(&body), ["tools[2]"]);
+}

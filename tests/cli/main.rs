@@ -3,14 +3,18 @@
 
 mod common;
 
+mod architecture;
 mod batch;
 mod cache;
 mod errors;
 mod generated;
 mod hostile;
+mod mcp;
 mod outputs;
 mod readme;
 mod reliability;
 mod requests;
+mod signals_and_inputs;
 mod streams;
 mod surface;
+mod tools;

@@ -81,6 +81,14 @@ fn instance(schema: &Value) -> Value {
 /// The assistant's content for a request: a call to the first tool when tools are
 /// given (so --schema and --tools examples get what they expect), else text.
 fn answer(request: &Value) -> Vec<Value> {
+    // After a tool result (a tool loop's second turn), the model answers in words.
+    let last_turn = request["messages"].as_array().and_then(|m| m.last());
+    let answered = last_turn
+        .and_then(|t| t["content"].as_array())
+        .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"));
+    if answered {
+        return vec![json!({"type": "text", "text": "An answer from the mock."})];
+    }
     match request.get("tools").and_then(|t| t.get(0)) {
         Some(tool) => vec![json!({
             "type": "tool_use", "id": "toolu_readme", "name": tool["name"],
@@ -194,6 +202,18 @@ fn workspace(dir: &Path) {
         r#"[{"name":"get_weather","description":"Current weather","input_schema":{"type":"object","properties":{"location":{"type":"string"}},"required":["location"]}}]"#,
     );
     write(
+        "weather.py",
+        "import json, sys\nprint('sunny in', json.load(sys.stdin).get('location', 'Paris'))\n",
+    );
+    write("weather.json", "{\"sky\": \"clear\", \"celsius\": 21}\n");
+    // A history whose last turn is a tool call, for --tool-result.
+    write(
+        "calls.json",
+        r#"[{"role":"user","content":"Weather in Paris?"},{"role":"assistant","content":[{"type":"tool_use","id":"toolu_01","name":"get_weather","input":{"location":"Paris"}}]}]"#,
+    );
+    std::fs::create_dir(dir.join("docs")).unwrap();
+    write("docs/notes.md", "SSE: server-sent events.\n");
+    write(
         "history.json",
         r#"[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello!"}]"#,
     );
@@ -282,9 +302,20 @@ fn run_all(source: &str, examples: &[String]) {
     );
     for example in examples {
         // Real endpoints in examples point at the mock instead.
-        let line = example
+        // MCP servers come from tests/mcp (npm ci), not from the network.
+        let mut line = example
             .replace("https://api.anthropic.com", &server.url())
             .replace("https://api2.claudestore.store", &server.url());
+        for package in ["server-everything", "server-filesystem"] {
+            let js = format!(
+                "{}/tests/mcp/node_modules/@modelcontextprotocol/{package}/dist/index.js",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            line = line.replace(
+                &format!("npx -y @modelcontextprotocol/{package}"),
+                &format!("node {js}"),
+            );
+        }
         let out = Command::new("bash")
             .args(["-o", "pipefail", "-c", &line])
             .current_dir(dir.path())
@@ -323,5 +354,32 @@ fn examples_are_found_in_every_kind_of_block() {
             "cs-msg -q y",
             "git diff | cs-msg -q"
         ]
+    );
+}
+
+/// CI runs the very test command the README gives a newcomer.
+#[test]
+fn ci_runs_the_readme_test_command() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let setup = readme.split("## Set-up").nth(1).unwrap();
+    let block = setup
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let commands: Vec<&str> = block.lines().collect();
+    assert_eq!(
+        commands.len(),
+        2,
+        "the README keeps exactly two set-up commands"
+    );
+    let ci = std::fs::read_to_string(format!("{root}/.ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == commands[1]),
+        ".ci/run does not run the README's test command `{}`",
+        commands[1]
     );
 }
