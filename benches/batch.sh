@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Batch-mode benchmark (a measurement, not a test; CI does not run it).
 #
-# A loopback mock (examples/batch_mock.rs) answers every request after a fixed 100 ms.
+# A loopback mock (benches/tools/batch_mock.rs) answers every request after a fixed 100 ms.
 # Targets (issue 5): 200 prompts with -j 8 finish within 1.2 x the ideal
 # 200 / 8 x 100 ms = 2.5 s, and peak memory stays flat from 200 to 2,000 lines.
 #
@@ -13,13 +13,14 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 [ -x /usr/bin/time ] || { echo "benches/batch.sh: needs GNU time (apt-get install time)" >&2; exit 2; }
 
-cargo build --release --quiet --bin cs-msg --example batch_mock
+cargo build --release --quiet --bin cs-msg
+cargo build --release --quiet -p cs-msg-bench --bin batch_mock
 work=$(mktemp -d)
 mock=
 cleanup() { [ -n "$mock" ] && kill "$mock" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-target/release/examples/batch_mock --delay-ms 100 --idle-exit 20 --max-secs 300 >"$work/url" &
+target/release/batch_mock --delay-ms 100 --idle-exit 20 --max-secs 300 >"$work/url" &
 mock=$!
 for _ in $(seq 100); do [ -s "$work/url" ] && break; sleep 0.05; done
 url=$(head -1 "$work/url")

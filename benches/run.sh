@@ -39,9 +39,10 @@ have_time=0; [ -x /usr/bin/time ] && have_time=1
 [ $have_time = 1 ] || say "/usr/bin/time not available: peak RSS is not measured"
 
 say "building release"
-cargo build --release --quiet --bin cs-msg --example mock_server --example bench_probe
+cargo build --release --quiet --bin cs-msg
+cargo build --release --quiet -p cs-msg-bench --bin mock_server --bin bench_probe
 bin=target/release/cs-msg
-probe=target/release/examples/bench_probe
+probe=target/release/bench_probe
 work=$(mktemp -d)
 mock_pid=
 cleanup() {
@@ -51,7 +52,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Bounded twice over: by request count and by time.
-target/release/examples/mock_server --max-requests 2000 --max-seconds 1200 \
+target/release/mock_server --max-requests 2000 --max-seconds 1200 \
     --log "$work/first-delta.log" >"$work/url" &
 mock_pid=$!
 for _ in $(seq 100); do [ -s "$work/url" ] && break; sleep 0.05; done

@@ -54,6 +54,7 @@ Register-ArgumentCompleter -Native -CommandName 'cs-msg' -ScriptBlock {
             [CompletionResult]::new('--effort', '--effort', [CompletionResultType]::ParameterName, 'How much effort the model spends (output_config.effort)')
             [CompletionResult]::new('--cache-ttl', '--cache-ttl', [CompletionResultType]::ParameterName, 'Cache lifetime: 5m or 1h; implies --cache')
             [CompletionResult]::new('--base-url', '--base-url', [CompletionResultType]::ParameterName, 'API base URL (without /v1)')
+            [CompletionResult]::new('--fallback-model', '--fallback-model', [CompletionResultType]::ParameterName, 'Send the request once more with MODEL if the model is overloaded, rate limited or not found (after the retries, and only if nothing was printed yet)')
             [CompletionResult]::new('--api-key-file', '--api-key-file', [CompletionResultType]::ParameterName, 'Read the API key from a file (otherwise CS_MSG_API_KEY)')
             [CompletionResult]::new('--max-retries', '--max-retries', [CompletionResultType]::ParameterName, 'Retries for transient failures (429, 5xx, 529, connection errors)')
             [CompletionResult]::new('--generate', '--generate', [CompletionResultType]::ParameterName, 'Print shell completions or the man page (for packagers)')

@@ -51,6 +51,7 @@ set edit:completion:arg-completer[cs-msg] = {|@words|
             cand --effort 'How much effort the model spends (output_config.effort)'
             cand --cache-ttl 'Cache lifetime: 5m or 1h; implies --cache'
             cand --base-url 'API base URL (without /v1)'
+            cand --fallback-model 'Send the request once more with MODEL if the model is overloaded, rate limited or not found (after the retries, and only if nothing was printed yet)'
             cand --api-key-file 'Read the API key from a file (otherwise CS_MSG_API_KEY)'
             cand --max-retries 'Retries for transient failures (429, 5xx, 529, connection errors)'
             cand --generate 'Print shell completions or the man page (for packagers)'

@@ -29,6 +29,7 @@ high\t''
 max\t''"
 complete -c cs-msg -l cache-ttl -d 'Cache lifetime: 5m or 1h; implies --cache' -r
 complete -c cs-msg -l base-url -d 'API base URL (without /v1)' -r
+complete -c cs-msg -l fallback-model -d 'Send the request once more with MODEL if the model is overloaded, rate limited or not found (after the retries, and only if nothing was printed yet)' -r
 complete -c cs-msg -l api-key-file -d 'Read the API key from a file (otherwise CS_MSG_API_KEY)' -r -F
 complete -c cs-msg -l max-retries -d 'Retries for transient failures (429, 5xx, 529, connection errors)' -r
 complete -c cs-msg -l generate -d 'Print shell completions or the man page (for packagers)' -r -f -a "bash\t''

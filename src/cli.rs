@@ -304,12 +304,20 @@ pub struct Cli {
     #[arg(
         long,
         env = "CS_MSG_BASE_URL",
+        // A base URL may carry a secret (a token in its path); --help never shows it.
+        hide_env_values = true,
         default_value = "https://api2.claudestore.store",
         value_name = "URL",
         help_heading = "Network",
         hide_short_help = true
     )]
     pub base_url: String,
+
+    /// Send the request once more with MODEL if the model is overloaded, rate limited or
+    /// not found (after the retries, and only if nothing was printed yet)
+    #[arg(long, env = "CS_MSG_FALLBACK_MODEL", value_name = "MODEL", value_parser = model,
+          help_heading = "Network", hide_short_help = true)]
+    pub fallback_model: Option<String>,
 
     /// Read the API key from a file (otherwise CS_MSG_API_KEY)
     #[arg(long, env = "CS_MSG_API_KEY_FILE", hide_env_values = true, value_name = "PATH",

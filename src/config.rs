@@ -124,6 +124,12 @@ pub struct Network {
     pub timeout: Option<Duration>,
     /// First backoff delay; 0.5 s, shortened by tests through `CS_MSG_BACKOFF_MS`.
     pub backoff_initial: Duration,
+    /// `--fallback-model`: the model that answers when this one is overloaded, rate
+    /// limited or not found (`call.rs`).
+    pub fallback_model: Option<String>,
+    /// How long the end of a finished stream's body is waited for, to reuse its
+    /// connection (`client::finish_body`); 50 ms, set by tests through `CS_MSG_DRAIN_MS`.
+    pub drain_bound: Duration,
 }
 
 /// A call that is not streamed sends nothing until it is done, so no idle timeout can
@@ -327,6 +333,8 @@ impl Config {
                 idle_timeout: Duration::from_secs_f64(cli.idle_timeout),
                 timeout: cli.timeout.map(Duration::from_secs_f64),
                 backoff_initial: Duration::from_millis(ms("CS_MSG_BACKOFF_MS", 500)),
+                fallback_model: cli.fallback_model,
+                drain_bound: Duration::from_millis(ms("CS_MSG_DRAIN_MS", 50)),
             },
             api_key,
             output_mode,

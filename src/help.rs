@@ -100,6 +100,10 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         meaning: "defaults for the flags of the same name",
     },
     EnvVar {
+        names: &["CS_MSG_FALLBACK_MODEL"],
+        meaning: "the model that answers instead when the model is overloaded, rate limited or not found, like `--fallback-model`",
+    },
+    EnvVar {
         names: &["CS_MSG_CACHE"],
         meaning: "`5m` or `1h`: prompt caching on, with that lifetime, as `--cache-ttl` (which wins); empty is unset",
     },

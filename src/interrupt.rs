@@ -8,11 +8,15 @@
 //! processes to kill).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 static TEMP_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// A signal came and its cleanup is under way: the process is about to die of it.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
 type Hook = Box<dyn Fn() + Send>;
 static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
 
@@ -30,6 +34,7 @@ pub fn install() {
         .name("signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
+                SIGNALLED.store(true, Ordering::SeqCst);
                 clean_up();
                 crate::output::interrupted(signal_name(signal));
                 let _ = signal_hook::low_level::emulate_default_handler(signal);
@@ -44,6 +49,17 @@ fn signal_name(signal: i32) -> &'static str {
         SIGINT => "interrupted",
         SIGTERM => "terminated (SIGTERM)",
         _ => "hung up (SIGHUP)",
+    }
+}
+
+/// Called before the program ends on its own: if a signal's cleanup is under way (it
+/// killed a tool or a server, so the main thread saw that fail), wait for the signal
+/// thread to re-raise it, so the process dies of the signal and not of the failure.
+pub fn wait_if_signalled() {
+    if SIGNALLED.load(Ordering::SeqCst) {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 }
 

@@ -28,6 +28,7 @@ mod stream;
 mod tool_loop;
 mod tool_result;
 mod tools;
+mod unanswered;
 
 // The pure modules live in the library (src/lib.rs) so benches can reach them.
 use cs_msg::{error, message, sse};
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
     let outcome =
         config::Config::from_cli(cli, explicit, stdin_is_terminal, |k| std::env::var(k).ok())
             .and_then(run::run);
+    interrupt::wait_if_signalled();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => exit_for(&err),

@@ -98,6 +98,14 @@ pub fn warn(message: &str) {
     }
 }
 
+/// A notice of something cs-msg did on its own (another model answers): a line
+/// without the `warning:` label, silenced by -q like the warnings.
+pub fn note(message: &str) {
+    if !QUIET.load(Ordering::Relaxed) {
+        diagnostic(message);
+    }
+}
+
 /// A hint that something waits on the user; never silenced, even by -q.
 pub fn hint(message: &str) {
     diagnostic(message);

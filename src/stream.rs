@@ -4,32 +4,43 @@ use std::io::{Read, Write};
 
 use serde_json::Value;
 
-use crate::error::AttemptError;
+use crate::error::{ApiError, AttemptError};
 use crate::error::{ExitKind, Failure, snippet};
 use crate::message::{Accumulator, Update};
 use crate::output::OutputMode;
 use crate::output::Writer;
 use crate::sse::{MAX_EVENT_BYTES, SseEvent, SseParser, TooLarge};
+use crate::unanswered::{compressed, compression_magic, empty_body, envelope_error, is_blank};
 
 /// Reads a streamed response to its `message_stop` and returns the final message.
 /// Output is written as events arrive and flushed whenever every byte received so far
 /// has been handled, just before the next (possibly blocking) read.
 ///
+/// `status` is the response's (2xx) status, for the failures that name it.
 /// `read_error` describes a failed read (a timeout, a reset connection).
 /// `first_bytes` runs once, when the first bytes of the body arrive. Every failure
-/// names the response's `request_id`.
+/// names the response's `request_id`, and text already printed ends its line first,
+/// so the error line that follows starts a line of its own.
 /// Without `keep_text`, the returned message's text and thinking blocks stay empty:
 /// for a caller that printed them as they came, memory then stays flat however long
 /// the answer (see [`Accumulator::without_text`]).
 pub fn consume<R: Read, W: Write>(
     body: R,
     writer: &mut Writer<W>,
+    status: u16,
     request_id: Option<&str>,
     read_error: impl Fn(std::io::Error) -> Failure,
     first_bytes: impl FnMut(),
     keep_text: bool,
 ) -> Result<Value, AttemptError> {
-    consume_body(body, writer, read_error, first_bytes, keep_text).map_err(|e| match e {
+    let result = consume_body(body, writer, status, read_error, first_bytes, keep_text);
+    if result.is_err() {
+        // Whichever way the stream failed (a read error, a truncation, an error
+        // event, malformed data), partial text ends with a newline before the error
+        // line; thinking on stderr too. Idempotent: nothing is added at a line start.
+        let _ = writer.finish();
+    }
+    result.map_err(|e| match e {
         AttemptError::Retry(f) => AttemptError::Retry(f.with_request_id(request_id)),
         AttemptError::Fatal(e) => match e.downcast::<Failure>() {
             Ok(f) => AttemptError::Fatal(f.with_request_id(request_id).into()),
@@ -41,6 +52,7 @@ pub fn consume<R: Read, W: Write>(
 fn consume_body<R: Read, W: Write>(
     mut body: R,
     writer: &mut Writer<W>,
+    status: u16,
     read_error: impl Fn(std::io::Error) -> Failure,
     mut first_bytes: impl FnMut(),
     keep_text: bool,
@@ -53,8 +65,10 @@ fn consume_body<R: Read, W: Write>(
     };
     let mut events = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    // The first bytes, kept to describe a body that turns out not to be a stream.
+    // The first bytes, kept while no event has come: to describe a body that turns
+    // out not to be a stream, or to read the error envelope a relay sent instead.
     let mut head = Vec::new();
+    let mut received = 0usize;
     let mut seen_event = false;
     loop {
         let n = match body.read(&mut buf) {
@@ -66,11 +80,17 @@ fn consume_body<R: Read, W: Write>(
                 return Err(failed_read(read_error(e), writer));
             }
         };
-        if head.is_empty() {
+        if received == 0 {
             first_bytes();
+            // Compressed though no encoding was asked for: say so, instead of a line
+            // of replacement characters.
+            if let Some(magic) = compression_magic(&buf[..n]) {
+                return Err(Failure::malformed(compressed(magic, Some(magic))).into());
+            }
         }
-        if head.len() < 256 {
-            head.extend_from_slice(&buf[..n.min(256 - head.len())]);
+        received += n;
+        if !seen_event && head.len() < MAX_HEAD {
+            head.extend_from_slice(&buf[..n.min(MAX_HEAD - head.len())]);
         }
         // Exit 1, not 5: the server sent something no API stream is (the bytes
         // arrived; nothing was cut), and a retry would get the same.
@@ -96,7 +116,7 @@ fn consume_body<R: Read, W: Write>(
             if acc.is_complete() {
                 break;
             }
-            handle(event, &mut acc, writer)?;
+            handle(event, &mut acc, writer, status)?;
         }
         writer.flush()?;
         if acc.is_complete() {
@@ -112,18 +132,25 @@ fn consume_body<R: Read, W: Write>(
         if !is_json && event.data.trim() != "[DONE]" {
             return Err(truncated(&acc, writer).into());
         }
-        handle(event, &mut acc, writer)?;
+        handle(event, &mut acc, writer, status)?;
     }
     writer.flush()?;
     if acc.is_complete() {
         return finish(acc, writer);
+    }
+    if !seen_event && is_blank(&head) && received <= MAX_HEAD {
+        return Err(empty_body(status).into());
+    }
+    // A relay answered the stream with a bare error envelope (JSON, not an event).
+    if !seen_event && let Some(api) = ApiError::from_success_body(status, &head, None) {
+        return Err(envelope_error(api, None, writer));
     }
     if !seen_event && !head.is_empty() {
         return Err(Failure::new(
             ExitKind::Api,
             format!(
                 "malformed response: not an event stream: {}",
-                snippet(&head)
+                snippet(&head[..head.len().min(256)])
             ),
         )
         .into());
@@ -131,16 +158,29 @@ fn consume_body<R: Read, W: Write>(
     Err(truncated(&acc, writer).into())
 }
 
+/// How much of a body is kept while no event has come (see `head` above): enough for
+/// any error envelope.
+const MAX_HEAD: usize = 64 * 1024;
+
 fn handle<W: Write>(
     event: SseEvent,
     acc: &mut Accumulator,
     writer: &mut Writer<W>,
+    status: u16,
 ) -> Result<(), AttemptError> {
-    let update = acc.apply(event.name.as_deref(), &event.data).map_err(|m| {
-        // Text already printed ends its line before the error line.
-        let _ = writer.finish();
-        Failure::new(ExitKind::Api, format!("malformed response: {}", m.0))
-    })?;
+    let update = acc
+        .apply(event.name.as_deref(), &event.data)
+        .map_err(|m| Failure::new(ExitKind::Api, format!("malformed response: {}", m.0)))?;
+    // Before the answer began, an unnamed event whose data is an error envelope the
+    // accumulator does not know (OpenAI's `{"error":{…}}`) is that error, as if the
+    // relay had sent it with its status. (`{"type":"error",…}` is an error event.)
+    if matches!(update, Update::Nothing)
+        && acc.message().is_none()
+        && event.name.is_none()
+        && let Some(api) = ApiError::from_success_body(status, event.data.as_bytes(), None)
+    {
+        return Err(envelope_error(api, None, writer));
+    }
     // --events: every event the accumulator took (an event it refused is reported
     // as malformed instead), except the OpenAI-style end markers.
     let end_marker = event.data.trim() == "[DONE]" || event.name.as_deref() == Some("done");
@@ -231,6 +271,7 @@ mod tests {
         let result = consume(
             body,
             &mut writer,
+            200,
             Some("req_t"),
             |e| Failure::new(ExitKind::Network, e.to_string()),
             || {},
@@ -312,6 +353,7 @@ mod tests {
         let result = consume(
             body,
             &mut writer,
+            200,
             Some("req_t"),
             |e| Failure::new(ExitKind::Network, e.to_string()),
             || {},
@@ -435,6 +477,7 @@ event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n
         let result = consume(
             Endless(0),
             &mut writer,
+            200,
             None,
             |e| Failure::new(ExitKind::Network, e.to_string()),
             || {},

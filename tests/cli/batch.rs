@@ -1,174 +1,47 @@
 //! Batch mode (DESIGN.md §7): order, resume, the shared rate-limit pause, error lines
-//! and exit codes. These tests run a small std-only HTTP server of their own (below):
-//! they need per-request delays, arrival times and connection drops.
+//! and exit codes. These tests use the scripted server (`server.rs`): they need
+//! per-request delays, arrival times and connection drops.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
 use serde_json::{Value, json};
 
 use crate::common::*;
+use crate::server::{Request, Response, Server};
 
 // ---------------------------------------------------------------------------------
-// A loopback server: one thread per connection, keep-alive, a handler per request.
+// Answers by prompt: the handler sees the last text of each request.
 
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    delay: Duration,
-    /// Close the connection instead of answering (a network failure).
-    hang_up: bool,
+/// A server whose `answer(prompt, n)` answers the `n`th request (from 0), whose last
+/// text is `prompt`.
+fn start(answer: impl Fn(&str, usize) -> Response + Send + Sync + 'static) -> Server {
+    Server::new(move |req| answer(&prompt_of(req), req.index))
 }
 
-impl Reply {
-    fn message(prompt: &str) -> Reply {
-        Reply {
-            status: 200,
-            headers: vec![("content-type", "application/json".into())],
-            body: message_for(prompt).to_string(),
-            delay: Duration::ZERO,
-            hang_up: false,
-        }
-    }
-
-    fn error(status: u16, kind: &str, text: &str) -> Reply {
-        Reply {
-            status,
-            headers: vec![
-                ("content-type", "application/json".into()),
-                ("request-id", format!("req_{status}")),
-            ],
-            body: json!({"type":"error","error":{"type":kind,"message":text},"request_id":format!("req_{status}")}).to_string(),
-            delay: Duration::ZERO,
-            hang_up: false,
-        }
-    }
-
-    fn after(mut self, delay: Duration) -> Reply {
-        self.delay = delay;
-        self
-    }
+/// The message answering `prompt`.
+fn reply(prompt: &str) -> Response {
+    Response::json(200, message_for(prompt).to_string())
 }
 
-struct Hit {
-    at: Instant,
-    prompt: String,
-    body: Value,
+/// An error response in the API's envelope.
+fn reply_error(status: u16, kind: &str, text: &str) -> Response {
+    Response::json(status, json!({"type":"error","error":{"type":kind,"message":text},"request_id":format!("req_{status}")}).to_string())
+        .header("request-id", format!("req_{status}"))
 }
 
-type Handler = dyn Fn(&str, usize) -> Reply + Send + Sync;
-
-struct TestServer {
-    url: String,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    stop: Arc<AtomicBool>,
-    addr: std::net::SocketAddr,
+fn prompt_of(req: &Request) -> String {
+    last_text(&req.json())
 }
 
-impl TestServer {
-    /// `handler(prompt, n)` answers the `n`th request (from 0), whose last text is `prompt`.
-    fn start(handler: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let (h, handler) = (Arc::clone(&h), Arc::clone(&handler));
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &h, &*handler);
-                });
-            }
-        });
-        TestServer {
-            url: format!("http://{addr}"),
-            hits,
-            stop,
-            addr,
-        }
-    }
-
-    fn hits(&self) -> std::sync::MutexGuard<'_, Vec<Hit>> {
-        self.hits.lock().unwrap()
-    }
-
-    fn prompts(&self) -> Vec<String> {
-        let mut p: Vec<String> = self.hits().iter().map(|h| h.prompt.clone()).collect();
-        p.sort();
-        p
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wakes the accept loop
-    }
-}
-
-fn serve(stream: TcpStream, hits: &Mutex<Vec<Hit>>, handler: &Handler) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    loop {
-        let mut length = 0;
-        let mut started = false;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let line = line.trim_end();
-            if line.is_empty() && started {
-                break;
-            }
-            started = started || !line.is_empty();
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        let body: Value = serde_json::from_slice(&body).unwrap();
-        let prompt = last_text(&body);
-        let n = {
-            let mut hits = hits.lock().unwrap();
-            hits.push(Hit {
-                at: Instant::now(),
-                prompt: prompt.clone(),
-                body,
-            });
-            hits.len() - 1
-        };
-        let reply = handler(&prompt, n);
-        std::thread::sleep(reply.delay);
-        if reply.hang_up {
-            return Ok(());
-        }
-        let mut head = format!(
-            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
-            reply.status,
-            reply.body.len()
-        );
-        for (k, v) in &reply.headers {
-            head += &format!("{k}: {v}\r\n");
-        }
-        writer.write_all(format!("{head}\r\n{}", reply.body).as_bytes())?;
-        writer.flush()?;
-    }
+/// The prompts the server saw, sorted.
+fn prompts(server: &Server) -> Vec<String> {
+    let mut p: Vec<String> = server.requests().iter().map(prompt_of).collect();
+    p.sort();
+    p
 }
 
 fn last_text(body: &Value) -> String {
@@ -199,11 +72,11 @@ fn err_line(id: Value, index: u64, kind: &str, message: &str) -> String {
         .to_string()
 }
 
-fn batch_cmd(server: &TestServer, input: &Path) -> assert_cmd::Command {
+fn batch_cmd(server: &Server, input: &Path) -> assert_cmd::Command {
     let mut c = cmd();
     c.env("CS_MSG_API_KEY", KEY)
         .arg("--base-url")
-        .arg(&server.url)
+        .arg(server.url())
         .arg("--batch")
         .arg(input);
     c
@@ -225,12 +98,12 @@ fn lines(text: &str) -> Vec<Value> {
 
 #[test]
 fn results_keep_input_order_under_random_delays() {
-    let server = TestServer::start(|prompt, _| {
+    let server = start(|prompt, _| {
         // A pseudo-random 0–39 ms per prompt, so later lines often finish first.
         let hash = prompt
             .bytes()
             .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        Reply::message(prompt).after(Duration::from_millis(hash % 40))
+        reply(prompt).delay(Duration::from_millis(hash % 40))
     });
     let dir = tempfile::tempdir().unwrap();
     let prompts: Vec<String> = (0..40).map(|i| format!("prompt number {i}")).collect();
@@ -253,12 +126,12 @@ fn results_keep_input_order_under_random_delays() {
         .map(|(i, p)| ok_line(json!(format!("p{i}")), i as u64, p) + "\n")
         .collect();
     assert_eq!(stdout_of(&assert), expected);
-    assert_eq!(server.hits().len(), 40);
+    assert_eq!(server.requests().len(), 40);
 }
 
 #[test]
 fn bad_lines_become_error_lines_and_the_batch_goes_on() {
-    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let server = start(|prompt, _| reply(prompt));
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         dir.path(),
@@ -323,12 +196,12 @@ fn bad_lines_become_error_lines_and_the_batch_goes_on() {
     .join("\n")
         + "\n";
     assert_eq!(stdout_of(&assert), expected);
-    assert_eq!(server.prompts(), ["first", "last"]);
+    assert_eq!(prompts(&server), ["first", "last"]);
 }
 
 #[test]
 fn lines_may_set_tools_tool_choice_and_thinking() {
-    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let server = start(|prompt, _| reply(prompt));
     let dir = tempfile::tempdir().unwrap();
     let tool = json!({"name": "lookup", "input_schema": {"type": "object"}});
     let line = json!({"id": "t", "prompt": "with tools", "tools": [tool],
@@ -339,12 +212,11 @@ fn lines_may_set_tools_tool_choice_and_thinking() {
     c.arg("--no-stream");
     let out = stdout_of(&run(c).code(2));
     let body = server
-        .hits()
+        .requests()
         .iter()
-        .find(|h| h.prompt == "with tools")
+        .find(|h| prompt_of(h) == "with tools")
         .unwrap()
-        .body
-        .clone();
+        .json();
     assert_eq!(body["tools"], json!([tool]));
     assert_eq!(body["tool_choice"], json!({"type": "auto"}));
     assert_eq!(body["thinking"], json!({"type": "adaptive"}));
@@ -353,12 +225,12 @@ fn lines_may_set_tools_tool_choice_and_thinking() {
         second["error"]["message"],
         "line 2: \"tools\": $[0].name: must be 1 to 128 characters of letters, digits, '_' or '-'"
     );
-    assert_eq!(server.hits().len(), 1);
+    assert_eq!(server.requests().len(), 1);
 }
 
 #[test]
 fn lines_override_flags_and_files_are_prepended() {
-    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let server = start(|prompt, _| reply(prompt));
     let dir = tempfile::tempdir().unwrap();
     let notes = write(dir.path(), "notes.md", "shared context\n");
     let path = write(
@@ -378,9 +250,9 @@ fn lines_override_flags_and_files_are_prepended() {
     run(c).code(0);
     let file_block = json!({"type":"text","text":format!("<file path=\"{}\">\nshared context\n</file>", notes.display())});
     let mut bodies: Vec<(String, Value)> = server
-        .hits()
+        .requests()
         .iter()
-        .map(|h| (h.prompt.clone(), h.body.clone()))
+        .map(|h| (prompt_of(h), h.json()))
         .collect();
     bodies.sort_by(|a, b| a.0.cmp(&b.0));
     let body = |p: &str| bodies.iter().find(|(q, _)| q == p).unwrap().1.clone();
@@ -443,13 +315,7 @@ fn stream_for(prompt: &str) -> String {
 fn streamed_answers_are_collected_whole() {
     // In the default text mode a single call prints text as it streams and keeps none of
     // it; a batch line's message must still carry its text.
-    let server = TestServer::start(|prompt, _| Reply {
-        status: 200,
-        headers: vec![("content-type", "text/event-stream".into())],
-        body: stream_for(prompt),
-        delay: Duration::ZERO,
-        hang_up: false,
-    });
+    let server = start(|prompt, _| Response::sse(stream_for(prompt)));
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "in.jsonl", "\"first\"\n\"second\"\n");
     let assert = run(batch_cmd(&server, &path)).code(0);
@@ -463,21 +329,21 @@ fn streamed_answers_are_collected_whole() {
     );
     assert!(
         server
-            .hits()
+            .requests()
             .iter()
-            .all(|h| h.body["stream"] == json!(true))
+            .all(|h| h.json()["stream"] == json!(true))
     );
 }
 
 #[test]
 fn input_from_stdin_and_api_errors_in_lines() {
-    let server = TestServer::start(|prompt, _| match prompt {
-        "too long" => Reply::error(400, "invalid_request_error", "prompt is too long"),
-        _ => Reply::message(prompt),
+    let server = start(|prompt, _| match prompt {
+        "too long" => reply_error(400, "invalid_request_error", "prompt is too long"),
+        _ => reply(prompt),
     });
     let mut c = cmd();
     c.env("CS_MSG_API_KEY", KEY)
-        .args(["--base-url", &server.url, "--batch", "-"])
+        .args(["--base-url", server.url(), "--batch", "-"])
         .write_stdin("\"a\"\n{\"id\":\"x\",\"prompt\":\"too long\"}\n\"b\"");
     let assert = run(c)
         .code(1)
@@ -494,14 +360,11 @@ fn input_from_stdin_and_api_errors_in_lines() {
 
 #[test]
 fn exit_code_is_the_first_of_3_5_4_1_2_that_occurred() {
-    let server = TestServer::start(|prompt, _| match prompt {
-        "400" => Reply::error(400, "invalid_request_error", "bad"),
-        "429" => Reply::error(429, "rate_limit_error", "slow down"),
-        "drop" => Reply {
-            hang_up: true,
-            ..Reply::message(prompt)
-        },
-        _ => Reply::message(prompt),
+    let server = start(|prompt, _| match prompt {
+        "400" => reply_error(400, "invalid_request_error", "bad"),
+        "429" => reply_error(429, "rate_limit_error", "slow down"),
+        "drop" => Response::hang_up(),
+        _ => reply(prompt),
     });
     let dir = tempfile::tempdir().unwrap();
     for (input, code) in [
@@ -520,9 +383,9 @@ fn exit_code_is_the_first_of_3_5_4_1_2_that_occurred() {
 
 #[test]
 fn an_authentication_failure_stops_sending_and_exits_3() {
-    let server = TestServer::start(|prompt, _| match prompt {
-        "a" => Reply::error(401, "authentication_error", "invalid x-api-key"),
-        _ => Reply::message(prompt),
+    let server = start(|prompt, _| match prompt {
+        "a" => reply_error(401, "authentication_error", "invalid x-api-key"),
+        _ => reply(prompt),
     });
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "in.jsonl", "\"a\"\n\"b\"\n\"\"\n\"c\"\n");
@@ -539,20 +402,18 @@ fn an_authentication_failure_stops_sending_and_exits_3() {
     .join("\n")
         + "\n";
     assert_eq!(stdout_of(&assert), expected);
-    assert_eq!(server.prompts(), ["a"]);
+    assert_eq!(prompts(&server), ["a"]);
 }
 
 #[test]
 fn a_rate_limit_pauses_every_worker() {
     const PAUSE: Duration = Duration::from_millis(600);
-    let server = TestServer::start(|prompt, n| {
+    let server = start(|prompt, n| {
         if n == 0 {
-            let mut r = Reply::error(429, "rate_limit_error", "slow down");
-            r.headers
-                .push(("retry-after-ms", PAUSE.as_millis().to_string()));
-            r
+            reply_error(429, "rate_limit_error", "slow down")
+                .header("retry-after-ms", PAUSE.as_millis().to_string())
         } else {
-            Reply::message(prompt).after(Duration::from_millis(30))
+            reply(prompt).delay(Duration::from_millis(30))
         }
     });
     let dir = tempfile::tempdir().unwrap();
@@ -563,7 +424,7 @@ fn a_rate_limit_pauses_every_worker() {
     run(c)
         .code(0)
         .stderr("cs-msg: 12 ok, 0 failed; tokens: input 12, output 24\n");
-    let hits = server.hits();
+    let hits = server.requests();
     assert_eq!(hits.len(), 13, "12 lines and one retry");
     let limited = hits[0].at;
     // Requests already on their way when the 429 came may land just after it; after
@@ -586,7 +447,7 @@ fn a_rate_limit_pauses_every_worker() {
 
 #[test]
 fn resume_skips_answered_lines_and_repairs_the_file() {
-    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let server = start(|prompt, _| reply(prompt));
     let dir = tempfile::tempdir().unwrap();
     let input = write(
         dir.path(),
@@ -616,7 +477,7 @@ fn resume_skips_answered_lines_and_repairs_the_file() {
         "cs-msg: 5 ok, 0 failed (2 answered by an earlier run in {}); tokens: input 3, output 6\n",
         out.display()
     ));
-    assert_eq!(server.prompts(), ["pb", "pd", "pe"]);
+    assert_eq!(prompts(&server), ["pb", "pd", "pe"]);
     let expected = [
         kept[0].clone(),
         kept[1].clone(),
@@ -632,13 +493,13 @@ fn resume_skips_answered_lines_and_repairs_the_file() {
     let mut c = batch_cmd(&server, &input);
     c.arg("--output").arg(&out);
     run(c).code(0);
-    assert_eq!(server.hits().len(), 3);
+    assert_eq!(server.requests().len(), 3);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
 }
 
 #[test]
 fn resume_refuses_an_output_from_another_input() {
-    let server = TestServer::start(|prompt, _| Reply::message(prompt));
+    let server = start(|prompt, _| reply(prompt));
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "in.jsonl", "{\"id\":\"x\",\"prompt\":\"p\"}\n");
     let out = write(
@@ -666,28 +527,19 @@ fn resume_refuses_an_output_from_another_input() {
     run(c)
         .code(2)
         .stderr(predicate::str::contains("is the --batch input"));
-    assert!(server.hits().is_empty());
+    assert!(server.requests().is_empty());
 }
 
-/// The binary, run directly so that the test can kill it or interrupt it.
-fn spawn(server: &TestServer, input: &Path, out: &Path) -> std::process::Child {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cs-msg"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CS_MSG_") {
-            c.env_remove(key);
-        }
-    }
-    c.env("CS_MSG_API_KEY", KEY)
-        .env("NO_PROXY", "*")
-        .args(["--base-url", &server.url, "-j", "4", "--batch"])
-        .arg(input)
-        .arg("--output")
-        .arg(out)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+/// The binary as a child process, so that the test can kill it or interrupt it.
+fn spawn_batch(server: &Server, input: &Path, out: &Path) -> std::process::Child {
+    let (input, out) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let mut child = spawn(
+        server.url(),
+        &["-j", "4", "--batch", input, "--output", out],
+        &[],
+    );
+    drop(child.stdin.take()); // nothing on stdin
+    child
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -713,15 +565,14 @@ fn indices(out: &Path) -> Vec<u64> {
 
 #[test]
 fn a_killed_run_resumes_without_duplicates_or_gaps() {
-    let server =
-        TestServer::start(|prompt, _| Reply::message(prompt).after(Duration::from_millis(40)));
+    let server = start(|prompt, _| reply(prompt).delay(Duration::from_millis(40)));
     let dir = tempfile::tempdir().unwrap();
     let input: String = (0..60)
         .map(|i| format!("{{\"id\":{i},\"prompt\":\"p{i}\"}}\n"))
         .collect();
     let input = write(dir.path(), "in.jsonl", &input);
     let out = dir.path().join("out.jsonl");
-    let mut child = spawn(&server, &input, &out);
+    let mut child = spawn_batch(&server, &input, &out);
     wait_until("a dozen results", || {
         std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 12)
     });
@@ -731,13 +582,13 @@ fn a_killed_run_resumes_without_duplicates_or_gaps() {
     std::thread::sleep(Duration::from_millis(200));
     let answered = indices(&out).len();
     assert!(answered < 60, "the run finished before it was killed");
-    let sent_before = server.hits().len();
+    let sent_before = server.requests().len();
 
     let mut c = batch_cmd(&server, &input);
     c.arg("--output").arg(&out);
     run(c).code(0);
     assert_eq!(indices(&out), (0..60).collect::<Vec<u64>>());
-    assert_eq!(server.hits().len() - sent_before, 60 - answered);
+    assert_eq!(server.requests().len() - sent_before, 60 - answered);
 }
 
 #[cfg(unix)]
@@ -745,19 +596,19 @@ fn a_killed_run_resumes_without_duplicates_or_gaps() {
 fn ctrl_c_keeps_finished_results_that_wait_behind_a_slow_line() {
     let slow = Arc::new(AtomicBool::new(true));
     let s = Arc::clone(&slow);
-    let server = TestServer::start(move |prompt, _| {
+    let server = start(move |prompt, _| {
         let delay = if prompt == "slow" && s.load(Ordering::SeqCst) {
             10_000
         } else {
             0
         };
-        Reply::message(prompt).after(Duration::from_millis(delay))
+        reply(prompt).delay(Duration::from_millis(delay))
     });
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "in.jsonl", "\"slow\"\n\"a\"\n\"b\"\n\"c\"\n");
     let out = dir.path().join("out.jsonl");
-    let mut child = spawn(&server, &input, &out);
-    wait_until("four requests", || server.hits().len() == 4);
+    let mut child = spawn_batch(&server, &input, &out);
+    wait_until("four requests", || server.request_count() == 4);
     std::thread::sleep(Duration::from_millis(300)); // a, b and c are answered by now
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
@@ -779,7 +630,7 @@ fn ctrl_c_keeps_finished_results_that_wait_behind_a_slow_line() {
     c.arg("--output").arg(&out);
     run(c).code(0);
     assert_eq!(indices(&out), [0, 1, 2, 3]);
-    assert_eq!(server.prompts(), ["a", "b", "c", "slow", "slow"]);
+    assert_eq!(prompts(&server), ["a", "b", "c", "slow", "slow"]);
 }
 
 #[test]
@@ -829,15 +680,12 @@ fn usage_errors() {
 
 #[test]
 fn strict_turns_incomplete_answers_into_error_lines() {
-    let server = TestServer::start(|prompt, _| {
+    let server = start(|prompt, _| {
         let mut message = message_for(prompt);
         if prompt == "cut" {
             message["stop_reason"] = json!("max_tokens");
         }
-        Reply {
-            body: message.to_string(),
-            ..Reply::message(prompt)
-        }
+        Response::json(200, message.to_string())
     });
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "in.jsonl", "\"ok\"\n\"cut\"\n");
@@ -870,7 +718,7 @@ fn strict_turns_incomplete_answers_into_error_lines() {
 
 #[test]
 fn with_a_schema_lines_carry_the_validated_object() {
-    let server = TestServer::start(|prompt, _| {
+    let server = start(|prompt, _| {
         let name = if prompt == "bad" {
             json!(5)
         } else {
@@ -879,10 +727,7 @@ fn with_a_schema_lines_carry_the_validated_object() {
         let message = json!({"id":"msg","type":"message","role":"assistant","model":"m",
             "content":[{"type":"tool_use","id":"toolu_1","name":"structured_output","input":{"name":name}}],
             "stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":2}});
-        Reply {
-            body: message.to_string(),
-            ..Reply::message(prompt)
-        }
+        Response::json(200, message.to_string())
     });
     let dir = tempfile::tempdir().unwrap();
     let history = write(
@@ -916,16 +761,20 @@ fn with_a_schema_lines_carry_the_validated_object() {
         "{}",
         out[1]
     );
-    let hits = server.hits();
-    let ada = hits.iter().find(|h| h.prompt == "Ada").unwrap();
-    assert_eq!(ada.body["tool_choice"]["name"], "structured_output");
-    let roles: Vec<&str> = ada.body["messages"]
+    let ada = server
+        .requests()
+        .iter()
+        .find(|h| prompt_of(h) == "Ada")
+        .unwrap()
+        .json();
+    assert_eq!(ada["tool_choice"]["name"], "structured_output");
+    let roles: Vec<&str> = ada["messages"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m["role"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["user", "assistant", "user", "user"]);
-    assert_eq!(ada.body["messages"][0]["content"], "Names only.");
-    assert_eq!(ada.body["messages"][2]["content"], "Next.");
+    assert_eq!(ada["messages"][0]["content"], "Names only.");
+    assert_eq!(ada["messages"][2]["content"], "Next.");
 }

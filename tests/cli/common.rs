@@ -1,7 +1,6 @@
 //! Helpers shared by every integration test.
 
-#![allow(dead_code)]
-
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,27 +22,37 @@ pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(FIXTURES).join(name)
 }
 
-/// The binary with a scrubbed environment: none of the developer's keys, proxies or
-/// settings leak in, and every wait is bounded.
-pub fn cmd() -> Command {
-    let mut c = Command::cargo_bin("cs-msg").expect("binary");
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().to_string();
-        let lower = key.to_ascii_lowercase();
-        if key.starts_with("CS_MSG_") || key.starts_with("ANTHROPIC_") || lower.ends_with("_proxy")
-        {
-            c.env_remove(&key);
+/// The one environment scrub, for every process a test starts: the environment is
+/// emptied, then only what the tests decide is set. None of the developer's keys,
+/// proxies, settings, `COLUMNS` or `CI` leak in, and retries wait milliseconds.
+/// `PATH` stays (the README examples run pipelines), and so do the variables that
+/// coverage tools and Windows need to run a binary at all.
+pub fn scrubbed(program: impl AsRef<OsStr>) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    c.env_clear();
+    for keep in ["PATH", "SYSTEMROOT", "LLVM_PROFILE_FILE"] {
+        if let Some(value) = std::env::var_os(keep) {
+            c.env(keep, value);
         }
     }
-    // CI=true (as CI sets it) would switch off terminal behaviour under test.
-    c.env_remove("CI").env_remove("FORCE_COLOR");
     c.env("NO_PROXY", "*")
         .env("RUST_BACKTRACE", "0")
         .env("NO_COLOR", "1")
         .env("HOME", std::env::temp_dir())
         // Retries in tests wait milliseconds, not seconds.
-        .env("CS_MSG_BACKOFF_MS", "1")
-        .timeout(Duration::from_secs(30));
+        .env("CS_MSG_BACKOFF_MS", "1");
+    c
+}
+
+/// The cs-msg binary under [`scrubbed`]: the one builder every test starts it from.
+pub fn bin() -> std::process::Command {
+    scrubbed(assert_cmd::cargo::cargo_bin!("cs-msg"))
+}
+
+/// [`bin`] for assert_cmd, with every run bounded.
+pub fn cmd() -> Command {
+    let mut c = Command::from_std(bin());
+    c.timeout(Duration::from_secs(30));
     c
 }
 
@@ -56,14 +65,13 @@ pub fn api(server: &ServerGuard) -> Command {
     c
 }
 
-/// The binary as a live child process (for tests that read its output while it runs,
-/// hold stdin open, or signal it), with a clean environment and piped stdio.
+/// [`bin`] as a live child process with the test key, talking to `base_url`, with
+/// piped stdio (for tests that read its output while it runs, hold stdin open, or
+/// signal it). Check what it printed with [`assert_no_key`].
 pub fn spawn(base_url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     use std::process::Stdio;
-    std::process::Command::new(assert_cmd::cargo::cargo_bin!("cs-msg"))
-        .env_clear()
+    bin()
         .env("CS_MSG_API_KEY", KEY)
-        .env("NO_PROXY", "*")
         .envs(env.iter().copied())
         .arg("--base-url")
         .arg(base_url)
@@ -112,13 +120,17 @@ pub fn key_file_cmd(
 pub fn run(mut c: Command) -> Assert {
     let assert = c.assert();
     let out = assert.get_output();
-    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-        assert!(
-            !String::from_utf8_lossy(bytes).contains(KEY),
-            "the API key appeared on {name}"
-        );
-    }
+    assert_no_key("stdout", &out.stdout);
+    assert_no_key("stderr", &out.stderr);
     assert
+}
+
+/// The key-leak scan: fails the test if the API key is in `bytes` (a stream `name`).
+pub fn assert_no_key(name: &str, bytes: &[u8]) {
+    assert!(
+        !String::from_utf8_lossy(bytes).contains(KEY),
+        "the API key appeared on {name}"
+    );
 }
 
 pub fn stdout_of(assert: &Assert) -> String {

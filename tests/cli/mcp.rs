@@ -248,6 +248,9 @@ fn no_server_outlives_cs_msg_on_any_exit() {
         .unwrap();
     assert!(killed.success());
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(child.wait().unwrap().signal(), Some(15));
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.signal(), Some(15), "{status:?}: {err}");
     assert!(wait_gone(&pid), "server {pid} survived SIGTERM");
 }

@@ -3,7 +3,6 @@
 //! that stops working fails this test.
 
 use std::path::Path;
-use std::process::Command;
 
 use mockito::{Matcher, ServerGuard};
 use serde_json::{Value, json};
@@ -222,7 +221,7 @@ fn workspace(dir: &Path) {
         "\"Say hi\"\n{\"id\":\"b\",\"prompt\":\"Say bye\"}\n",
     );
     let git = |args: &[&str]| {
-        let ok = Command::new("git")
+        let ok = scrubbed("git")
             .args(args)
             .current_dir(dir)
             .env("GIT_AUTHOR_NAME", "t")
@@ -316,10 +315,9 @@ fn run_all(source: &str, examples: &[String]) {
                 &format!("node {js}"),
             );
         }
-        let out = Command::new("bash")
+        let out = scrubbed("bash")
             .args(["-o", "pipefail", "-c", &line])
             .current_dir(dir.path())
-            .env_clear()
             .env("PATH", &path)
             .env("HOME", dir.path())
             .env("NO_PROXY", "*")

@@ -1,80 +1,18 @@
 //! Retries, timeouts, proxies, key hygiene, hostile input and signals (DESIGN.md §2, §6).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use mockito::Matcher;
 use predicates::prelude::*;
 
 use crate::common::*;
+use crate::server::{Response, Server};
 
-/// A raw HTTP server on 127.0.0.1 for what mockito cannot do (stalls, dropped
-/// connections, proxies). Serves `connections` connections, each on its own thread,
-/// then stops; joining the handle waits for every handler.
-fn raw_server(
-    connections: usize,
-    handler: impl Fn(TcpStream) + Send + Sync + 'static,
-) -> (String, Arc<AtomicUsize>, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    let handler = Arc::new(handler);
-    let handle = std::thread::spawn(move || {
-        let mut workers = Vec::new();
-        for stream in listener.incoming().take(connections) {
-            let Ok(stream) = stream else { continue };
-            seen.fetch_add(1, Ordering::SeqCst);
-            let handler = Arc::clone(&handler);
-            workers.push(std::thread::spawn(move || handler(stream)));
-        }
-        for w in workers {
-            let _ = w.join();
-        }
-    });
-    (url, count, handle)
+/// Sends `head` of an event stream, then falls silent for `silence` (a stall).
+fn stalling_stream(head: String, silence: Duration) -> Response {
+    Response::sse(head).pause(silence)
 }
-
-/// Reads one request's head and body, returning the request line.
-fn read_request(stream: &mut TcpStream) -> String {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).unwrap();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    request_line.trim_end().to_owned()
-}
-
-/// Serves `head` of a stream on each connection, then falls silent for `silence`.
-fn stalling_stream(
-    connections: usize,
-    head: String,
-    silence: Duration,
-) -> (String, Arc<AtomicUsize>, JoinHandle<()>) {
-    raw_server(connections, move |mut s| {
-        read_request(&mut s);
-        s.write_all(SSE_HEAD.as_bytes()).unwrap();
-        s.write_all(head.as_bytes()).unwrap();
-        std::thread::sleep(silence);
-    })
-}
-
-const SSE_HEAD: &str =
-    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
 
 // ---- Retries ----
 
@@ -246,33 +184,34 @@ fn verbose_logs_each_attempt() {
 
 #[test]
 fn dropped_connections_are_retried_then_exit_5() {
-    let (url, count, handle) = raw_server(3, |mut s| {
-        read_request(&mut s);
-        // Close without answering.
-    });
+    // Close without answering.
+    let server = Server::new(|_| Response::hang_up());
+    let url = server.url();
     let mut c = cmd();
-    c.env("CS_MSG_API_KEY", KEY).args(["--base-url", &url, "q"]);
+    c.env("CS_MSG_API_KEY", KEY).args(["--base-url", url, "q"]);
     run(c)
         .code(5)
         .stderr(predicate::str::starts_with(format!(
             "cs-msg: network error talking to {url}"
         )))
         .stderr(predicate::str::ends_with("(after 2 retries)\n"));
-    handle.join().unwrap();
-    assert_eq!(count.load(Ordering::SeqCst), 3);
+    assert_eq!(server.connections(), 3);
 }
 
 // ---- Timeouts ----
 
 #[test]
 fn timeout_limits_a_stalled_non_streaming_call() {
-    let (url, _, _handle) = raw_server(1, |mut s| {
-        read_request(&mut s);
-        std::thread::sleep(Duration::from_secs(5));
-    });
+    let server = Server::new(|_| Response::hang_up().delay(Duration::from_secs(5)));
     let mut c = cmd();
-    c.env("CS_MSG_API_KEY", KEY)
-        .args(["--base-url", &url, "--no-stream", "--timeout", "0.5", "q"]);
+    c.env("CS_MSG_API_KEY", KEY).args([
+        "--base-url",
+        server.url(),
+        "--no-stream",
+        "--timeout",
+        "0.5",
+        "q",
+    ]);
     let started = Instant::now();
     run(c)
         .code(5)
@@ -282,14 +221,11 @@ fn timeout_limits_a_stalled_non_streaming_call() {
 
 #[test]
 fn idle_timeout_before_headers() {
-    let (url, count, _handle) = raw_server(2, |mut s| {
-        read_request(&mut s);
-        std::thread::sleep(Duration::from_secs(3));
-    });
+    let server = Server::new(|_| Response::hang_up().delay(Duration::from_secs(3)));
     let mut c = cmd();
     c.env("CS_MSG_API_KEY", KEY).args([
         "--base-url",
-        &url,
+        server.url(),
         "--idle-timeout",
         "0.3",
         "--max-retries",
@@ -299,7 +235,7 @@ fn idle_timeout_before_headers() {
     run(c).code(5).stderr(
         "cs-msg: timed out: no data from the server for 0.3 s (--idle-timeout) (after 1 retries)\n",
     );
-    assert_eq!(count.load(Ordering::SeqCst), 2);
+    assert_eq!(server.connections(), 2);
 }
 
 #[test]
@@ -308,33 +244,31 @@ fn idle_timeout_mid_stream_keeps_the_text_and_does_not_retry() {
         &text_stream(&["half an answer"]),
         "event: content_block_stop",
     );
-    let (url, count, _handle) = stalling_stream(2, head, Duration::from_secs(3));
+    let server = Server::new(move |_| stalling_stream(head.clone(), Duration::from_secs(3)));
     let mut c = cmd();
     c.env("CS_MSG_API_KEY", KEY)
-        .args(["--base-url", &url, "--idle-timeout", "0.3", "q"]);
+        .args(["--base-url", server.url(), "--idle-timeout", "0.3", "q"]);
     run(c).code(5).stdout("half an answer\n").stderr(
         "cs-msg: timed out: no data from the server for 0.3 s (--idle-timeout); the answer is incomplete\n",
     );
-    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert_eq!(server.connections(), 1);
 }
 
 #[test]
 fn a_slow_healthy_stream_is_never_cut() {
     // 8 pauses of 150 ms: 1.2 s in all, far over the 0.5 s idle limit, never silent for it.
     let body = text_stream(&["a", "b", "c", "d", "e", "f", "g", "h"]);
-    let (url, _, _handle) = raw_server(1, move |mut s| {
-        read_request(&mut s);
-        s.write_all(SSE_HEAD.as_bytes()).unwrap();
-        for part in body.split_inclusive("\n\n") {
-            s.write_all(part.as_bytes()).unwrap();
-            if part.contains("content_block_delta") {
-                std::thread::sleep(Duration::from_millis(150));
-            }
+    let mut slow = Response::sse("");
+    for part in body.split_inclusive("\n\n") {
+        slow = slow.chunk(part);
+        if part.contains("content_block_delta") {
+            slow = slow.pause(Duration::from_millis(150));
         }
-    });
+    }
+    let server = Server::script([slow]);
     let mut c = cmd();
     c.env("CS_MSG_API_KEY", KEY)
-        .args(["--base-url", &url, "--idle-timeout", "0.5", "q"]);
+        .args(["--base-url", server.url(), "--idle-timeout", "0.5", "q"]);
     run(c).success().stdout("abcdefgh\n");
 }
 
@@ -342,17 +276,11 @@ fn a_slow_healthy_stream_is_never_cut() {
 
 #[test]
 fn proxy_from_environment_tunnels_https() {
-    let seen = Arc::new(std::sync::Mutex::new(String::new()));
-    let store = Arc::clone(&seen);
-    let (proxy, _, handle) = raw_server(1, move |mut s| {
-        // The client asks for a tunnel; refusing it ends the call (exit 5).
-        *store.lock().unwrap() = read_request(&mut s);
-        s.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
-            .unwrap();
-    });
+    // The client asks for a tunnel; refusing it ends the call (exit 5).
+    let proxy = Server::script([Response::new(403)]);
     let mut c = cmd();
     c.env_remove("NO_PROXY")
-        .env("HTTPS_PROXY", &proxy)
+        .env("HTTPS_PROXY", proxy.url())
         .env("CS_MSG_API_KEY", KEY)
         .args([
             "--base-url",
@@ -362,9 +290,8 @@ fn proxy_from_environment_tunnels_https() {
             "q",
         ]);
     run(c).code(5);
-    handle.join().unwrap();
     assert_eq!(
-        *seen.lock().unwrap(),
+        proxy.requests()[0].request_line(),
         "CONNECT api.example.com:443 HTTP/1.1"
     );
 }
@@ -509,8 +436,8 @@ fn ctrl_c_dies_of_sigint_and_keeps_what_was_printed() {
         &text_stream(&["printed before Ctrl-C"]),
         "event: content_block_stop",
     );
-    let (url, _, _handle) = stalling_stream(1, head, Duration::from_secs(5));
-    let mut child = spawn(&url, &["--no-stdin", "q"], &[]);
+    let server = Server::script([stalling_stream(head, Duration::from_secs(5))]);
+    let mut child = spawn(server.url(), &["--no-stdin", "q"], &[]);
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 21];
     stdout.read_exact(&mut first).unwrap();

@@ -217,9 +217,9 @@ fn empty_stream_exits_5() {
     sse_mock(&mut server, "").create();
     let mut c = api(&server);
     c.arg("q");
-    run(c).code(5).stderr(
-        "cs-msg: the stream ended before it started (no message_start) (request-id req_stream_1)\n",
-    );
+    run(c)
+        .code(5)
+        .stderr("cs-msg: empty response body (HTTP 200) (request-id req_stream_1)\n");
 }
 
 #[test]

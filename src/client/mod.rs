@@ -1,13 +1,18 @@
 //! HTTP: the ureq agent, headers, retries and timeouts, and HTTP failures turned into
 //! typed errors with their exit codes (README "Reliability"; docs/PROTOCOL.md, Errors, Retries).
 
+use std::cell::Cell;
 use std::io::Read;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use ureq::http::{Response, header::HeaderMap};
 use ureq::tls::{RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
 use ureq::{Agent, Body, RequestBuilder};
 
 use crate::config::{ApiKey, Network};
@@ -15,10 +20,12 @@ pub use crate::error::AttemptError;
 use crate::error::{ApiError, ExitKind, Failure};
 use crate::output;
 
+mod retry;
+#[cfg(test)]
+use retry::*;
+pub use retry::{RateGate, backoff, retry_after};
+
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-/// `retry-after` values above this are capped (a CLI should not sleep for hours).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How much of an error body is read: enough for any JSON envelope or an HTML snippet.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 
@@ -75,6 +82,10 @@ impl Client {
             .max_redirects_will_error(false)
             .timeout_connect(Some(net.connect_timeout))
             .tls_config(tls)
+            // No Accept-Encoding: cs-msg decodes nothing, so it asks for nothing (ureq
+            // would add one if a crate in the build turned on its gzip or brotli
+            // feature); a body compressed anyway is reported (`response.rs`).
+            .accept_encoding("")
             .user_agent(concat!("cs-msg/", env!("CARGO_PKG_VERSION")));
         if base_is_loopback(&net.base_url) {
             // A local server is reached directly: a proxy would see the key (http).
@@ -85,7 +96,10 @@ impl Client {
                 .max_idle_connections(n.max(10))
                 .max_idle_connections_per_host(n.max(3));
         }
-        let agent: Agent = config.build().into();
+        // The default connectors (proxy, TCP, TLS), each connection wrapped so that
+        // `finish_body` can bound the wait for the end of a body.
+        let connector = DefaultConnector::default().chain(BoundedReads);
+        let agent = Agent::with_parts(config.build(), connector, DefaultResolver::default());
         Client {
             agent,
             base_url: net.base_url.clone(),
@@ -94,6 +108,11 @@ impl Client {
             verbose,
             gate,
         }
+    }
+
+    /// `--fallback-model`, if given.
+    pub fn fallback_model(&self) -> Option<&str> {
+        self.net.fallback_model.as_deref()
     }
 
     /// POSTs `body` to `path`, retrying transient failures, and hands each 2xx response
@@ -316,6 +335,86 @@ pub fn read_capped(
     Ok(bytes)
 }
 
+/// After a stream's `message_stop`, reads what is left of the body (normally just the
+/// chunked terminator, already received with the last event) so that ureq returns the
+/// connection to the agent's pool: a batch, the fallback and the turns of a tool loop
+/// then reuse it instead of paying a new TCP and TLS handshake. ureq pools a
+/// connection only when its body was read to the end. No read waits past `bound`
+/// (nor past 64 KiB of trailing bytes): a relay that holds the socket open after the
+/// answer is dropped, and the answer is not held up for it.
+pub fn finish_body(body: &mut impl Read, bound: Duration) {
+    let previous = READ_DEADLINE.replace(Some(Instant::now() + bound));
+    let mut buf = [0u8; 8 * 1024];
+    let mut left = 64 * 1024usize;
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) if n >= left => break,
+            Ok(n) => left -= n,
+        }
+    }
+    READ_DEADLINE.set(previous);
+}
+
+thread_local! {
+    /// While set, no read on this thread's connections waits past this instant
+    /// ([`finish_body`]). ureq reads on the calling thread, so a thread-local reaches
+    /// exactly the reads of the body being finished.
+    static READ_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The last link of the connector chain: wraps each connection in [`Bounded`].
+#[derive(Debug)]
+struct BoundedReads;
+
+impl Connector<Box<dyn Transport>> for BoundedReads {
+    type Out = Bounded;
+
+    fn connect(
+        &self,
+        _: &ConnectionDetails,
+        chained: Option<Box<dyn Transport>>,
+    ) -> Result<Option<Bounded>, ureq::Error> {
+        Ok(chained.map(Bounded))
+    }
+}
+
+/// A connection whose reads honour [`READ_DEADLINE`]; otherwise it is the connection
+/// it wraps (TCP, or TLS over TCP).
+#[derive(Debug)]
+struct Bounded(Box<dyn Transport>);
+
+impl Transport for Bounded {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.0.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.0.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, mut timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        if let Some(deadline) = READ_DEADLINE.get() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ureq::Error::Timeout(ureq::Timeout::PerRead));
+            }
+            let left = ureq::unversioned::transport::time::Duration::from(left);
+            timeout.after = timeout.after.min(left);
+            timeout.per_read = Some(timeout.per_read.map_or(left, |p| p.min(left)));
+        }
+        self.0.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.0.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.0.is_tls()
+    }
+}
+
 impl CallInfo {
     /// Describes a failed read of this response's body (exit 5).
     pub fn read_failure(&self, e: std::io::Error) -> Failure {
@@ -331,64 +430,6 @@ pub fn base_is_loopback(base_url: &str) -> bool {
         .ok()
         .and_then(|u| u.host().map(crate::config::is_loopback))
         .unwrap_or(false)
-}
-
-/// A "not before" time shared by the workers of a batch: when one of them is told to
-/// slow down (429, 529, overloaded), no attempt starts anywhere until the pause is over,
-/// instead of every worker hammering the gateway on its own schedule.
-#[derive(Debug, Default)]
-pub struct RateGate {
-    not_before: Mutex<Option<Instant>>,
-}
-
-impl RateGate {
-    /// Extends the pause to `until`; a pause is never shortened.
-    pub fn pause_until(&self, until: Instant) {
-        let mut not_before = self.lock();
-        if not_before.is_none_or(|t| t < until) {
-            *not_before = Some(until);
-        }
-    }
-
-    /// How much of the pause is left at `now`.
-    pub fn remaining(&self, now: Instant) -> Duration {
-        self.lock()
-            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
-    }
-
-    /// Sleeps until the pause is over (also when it is extended meanwhile), but not
-    /// past `deadline`. Workers that waited then stagger their restart by up to a
-    /// quarter of the pause (at most 1 s), so they do not all hit the gateway in the
-    /// same instant that it asked them to slow down.
-    pub fn wait(&self, deadline: Option<Instant>) {
-        let started = Instant::now();
-        loop {
-            let now = Instant::now();
-            let mut left = self.remaining(now);
-            if let Some(d) = deadline {
-                left = left.min(d.saturating_duration_since(now));
-            }
-            if left.is_zero() {
-                break;
-            }
-            std::thread::sleep(left);
-        }
-        let waited = started.elapsed();
-        if !waited.is_zero() && self.remaining(Instant::now()).is_zero() {
-            let stagger = restart_stagger(waited, jitter());
-            let stagger = match deadline {
-                Some(d) => stagger.min(d.saturating_duration_since(Instant::now())),
-                None => stagger,
-            };
-            std::thread::sleep(stagger);
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Option<Instant>> {
-        self.not_before
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 enum Outcome<T> {
@@ -455,55 +496,6 @@ pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// `retry-after-ms` (milliseconds), then `retry-after` (seconds or an HTTP date),
-/// capped at 60 s. Negative or unparsable values fall back to backoff.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    // Capped before the conversion: a huge value must not overflow a Duration.
-    let from_secs = |s: f64| {
-        (s.is_finite() && s >= 0.0)
-            .then(|| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())))
-    };
-    let delay = header(headers, "retry-after-ms")
-        .and_then(|v| v.parse::<f64>().ok())
-        .and_then(|ms| from_secs(ms / 1000.0))
-        .or_else(|| {
-            let v = header(headers, "retry-after")?;
-            match v.parse::<f64>() {
-                Ok(secs) => from_secs(secs),
-                Err(_) => {
-                    let at = httpdate::parse_http_date(&v).ok()?;
-                    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-                }
-            }
-        })?;
-    Some(delay.min(MAX_RETRY_AFTER))
-}
-
-/// min(initial × 2^n, 8 s), less up to 25 % jitter so parallel clients spread out.
-pub fn backoff(initial: Duration, retries_taken: u32) -> Duration {
-    let base = initial
-        .saturating_mul(2u32.saturating_pow(retries_taken))
-        .min(MAX_BACKOFF);
-    base.mul_f64(1.0 - 0.25 * jitter())
-}
-
-/// How long a worker that waited `waited` for a shared pause holds back before its
-/// restart: `share` (in [0, 1)) of a quarter of the pause, at most 1 s in all.
-fn restart_stagger(waited: Duration, share: f64) -> Duration {
-    (waited / 4).min(Duration::from_secs(1)).mul_f64(share)
-}
-
-/// A number in [0, 1) that differs between processes and calls; not cryptographic.
-fn jitter() -> f64 {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mixed =
-        (nanos as u64 ^ ((std::process::id() as u64) << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (mixed >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,6 +550,8 @@ mod tests {
             idle_timeout: Duration::from_millis(1500),
             timeout: Some(Duration::from_secs(30)),
             backoff_initial: Duration::from_millis(500),
+            fallback_model: None,
+            drain_bound: Duration::from_millis(50),
         };
         let cases = [
             (

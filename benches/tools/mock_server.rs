@@ -2,7 +2,7 @@
 //! connection at a time, and bounded: it exits by itself after `--max-requests`
 //! requests or `--max-seconds` seconds, whichever comes first.
 //!
-//!     cargo run --release --example mock_server -- [--port P] [--max-requests N] [--max-seconds S] [--log PATH]
+//!     cargo run --release -p cs-msg-bench --bin mock_server -- [--port P] [--max-requests N] [--max-seconds S] [--log PATH]
 //!
 //! The first line on stdout is the base URL to use (`http://127.0.0.1:PORT`). What a
 //! request gets is chosen by `key=value` segments in front of `/v1/messages`, so one
@@ -22,6 +22,12 @@
 //! With `--log PATH`, every stream that pauses appends one line to PATH: the wall-clock
 //! time (ns since the Unix epoch) just before its first delta was written, for
 //! `bench_probe first-byte --server-log PATH`.
+//!
+//! Why not the tests' scripted server (`tests/cli/server.rs`, which `batch_mock` uses):
+//! this one is the other end of a throughput measurement. It writes a 20,000-delta
+//! stream pre-framed in 64 KiB writes and keeps no record of requests, where the tests'
+//! server writes each part with its own write and records every request; and it stamps
+//! the moment of the first delta's write for the probe.
 
 use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
