@@ -3,13 +3,13 @@
 //! passed over.
 
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::sync::mpsc::{Sender, SyncSender};
 
 use serde_json::Value;
 
 use crate::error::{ExitKind, Failure, usage};
-use crate::files::io_reason;
+use crate::files::{self, io_reason};
 
 use super::sink::Tokens;
 use super::window::Window;
@@ -29,7 +29,9 @@ pub fn read(
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        match input.read_until(b'\n', &mut buf) {
+        // Through a limit while it is read: a line with no end must not fill memory.
+        let limit = files::MAX_INPUT_BYTES + 1;
+        match input.by_ref().take(limit).read_until(b'\n', &mut buf) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
@@ -39,6 +41,14 @@ pub fn read(
             }
         }
         line_no += 1;
+        if buf.len() as u64 > files::MAX_INPUT_BYTES {
+            let e = usage(format!(
+                "--batch {label}: line {line_no} is longer than {} (the most one input may hold)",
+                files::human_size(files::MAX_INPUT_BYTES)
+            ));
+            let _ = results.send(Msg::Fatal(e));
+            return;
+        }
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }

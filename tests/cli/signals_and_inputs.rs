@@ -98,12 +98,18 @@ fn sigterm_and_sighup_end_cs_msg_by_the_signal_with_one_line() {
     }
 }
 
-/// cs-msg under a 400 MB address-space limit: reading a runaway input whole would
-/// abort; reading it through the limit is one line and exit 2.
+/// cs-msg under an address-space limit (400 MB; a batch's threads reserve more address
+/// space, 1.5 GB): reading a runaway input whole would abort; reading it through the
+/// limit is one line and exit 2.
 fn bounded(args: &str, stdin_redirect: &str) -> (i32, String, Duration) {
     let server = mock_server();
+    let limit_kb = if args.starts_with("--batch") {
+        1_500_000
+    } else {
+        400_000
+    };
     let script = format!(
-        "ulimit -v 400000; exec '{}' --base-url '{}' {args} {stdin_redirect}",
+        "ulimit -v {limit_kb}; exec '{}' --base-url '{}' {args} {stdin_redirect}",
         bin(),
         server.url()
     );
@@ -174,6 +180,14 @@ fn endless_inputs_are_refused_while_they_are_read() {
         assert_eq!((code, err.as_str()), (2, line), "{args} {redirect}");
         assert!(took < Duration::from_secs(5), "{args}: {took:?}");
     }
+    let (code, err, _) = bounded("--batch /dev/zero", "");
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "cs-msg: --batch /dev/zero: line 1 is longer than 32.0 MiB (the most one input may hold)\n"
+        )
+    );
     let _ = feeder.kill();
     let _ = feeder.wait();
 }
