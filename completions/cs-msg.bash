@@ -23,7 +23,7 @@ _cs__msg() {
 
     case "${cmd}" in
         cs__msg)
-            opts="-f -s -c -m -t -v -q -j -h -V --file --no-stdin --system --system-file --messages --conversation --request --model --max-tokens --temperature --top-p --top-k --stop --metadata-user-id --beta --tools --tool-choice --exec --tool-result --tool-error --mcp --mcp-tools --max-turns --tool-timeout --schema --thinking --effort --json --events --stream --no-stream --count-tokens --list-models --dry-run --show-thinking --usage --strict --verbose --quiet --base-url --fallback-model --api-key-file --max-retries --generate --connect-timeout --idle-timeout --timeout --batch --jobs --output --help --version"
+            opts="-f -s -c -m -t -v -q -j -h -V --file --no-stdin --system --system-file --messages --conversation --request --model --max-tokens --temperature --top-p --top-k --stop --metadata-user-id --beta --tools --tool-choice --exec --tool-result --tool-error --mcp --mcp-tools --max-turns --tool-timeout --schema --thinking --effort --cache --cache-ttl --json --events --stream --no-stream --count-tokens --list-models --dry-run --show-thinking --usage --strict --verbose --quiet --base-url --fallback-model --api-key-file --max-retries --generate --connect-timeout --idle-timeout --timeout --batch --jobs --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,6 +239,10 @@ _cs__msg() {
                     ;;
                 --effort)
                     COMPREPLY=($(compgen -W "low medium high max" -- "${cur}"))
+                    return 0
+                    ;;
+                --cache-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --base-url)

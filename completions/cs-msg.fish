@@ -27,6 +27,7 @@ complete -c cs-msg -l effort -d 'How much effort the model spends (output_config
 medium\t''
 high\t''
 max\t''"
+complete -c cs-msg -l cache-ttl -d 'Cache lifetime: 5m or 1h; implies --cache' -r
 complete -c cs-msg -l base-url -d 'API base URL (without /v1)' -r
 complete -c cs-msg -l fallback-model -d 'Send the request once more with MODEL if the model is overloaded, rate limited or not found (after the retries, and only if nothing was printed yet)' -r
 complete -c cs-msg -l api-key-file -d 'Read the API key from a file (otherwise CS_MSG_API_KEY)' -r -F
@@ -44,6 +45,7 @@ complete -c cs-msg -l batch -d 'Answer every line of a JSONL file in parallel (`
 complete -c cs-msg -s j -l jobs -d 'Requests in flight at once with --batch [default: 4]' -r
 complete -c cs-msg -l output -d 'Append the results to OUT.jsonl instead of stdout; a re-run skips the lines already answered there (resume)' -r -F
 complete -c cs-msg -l no-stdin -d 'Do not read piped stdin'
+complete -c cs-msg -l cache -d 'Cache the stable prefix (tools, system, files, history) between calls'
 complete -c cs-msg -l json -d 'Print the whole message object as one line of JSON'
 complete -c cs-msg -l events -d 'Print every server-sent event\'s data as one JSON line, as it arrives'
 complete -c cs-msg -l stream -d 'Stream the answer (the default)'

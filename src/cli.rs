@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+use crate::cache::Ttl;
 use crate::error::{ExitKind, one_line};
 use crate::generation::{Explicit, rules};
 use crate::output;
@@ -222,6 +223,15 @@ pub struct Cli {
         hide_short_help = true
     )]
     pub effort: Option<Effort>,
+
+    /// Cache the stable prefix (tools, system, files, history) between calls
+    #[arg(long, help_heading = "Generation", hide_short_help = true)]
+    pub cache: bool,
+
+    /// Cache lifetime: 5m or 1h; implies --cache
+    #[arg(long, value_name = "5m|1h", value_parser = cache_ttl, help_heading = "Generation",
+          hide_short_help = true)]
+    pub cache_ttl: Option<Ttl>,
 
     // ---- Output ----
     /// Print the whole message object as one line of JSON
@@ -489,6 +499,10 @@ fn thinking(s: &str) -> Result<Thinking, String> {
     Ok(Thinking::Budget(n))
 }
 
+fn cache_ttl(s: &str) -> Result<Ttl, String> {
+    Ttl::parse(s).ok_or_else(|| format!("expected 5m or 1h, not '{s}'"))
+}
+
 fn unit_interval(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     rules::unit_interval(v)
@@ -540,5 +554,7 @@ mod tests {
         assert_eq!(thinking("2048"), Ok(Thinking::Budget(2048)));
         assert!(thinking("100").is_err());
         assert!(thinking("lots").is_err());
+        assert_eq!(cache_ttl("1h"), Ok(Ttl::OneHour));
+        assert_eq!(cache_ttl("2h"), Err("expected 5m or 1h, not '2h'".into()));
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
+use crate::cache::Ttl;
 use crate::cli::{Cli, GenKind, Thinking};
 use crate::error::{ExitKind, Failure, usage};
 use crate::executor::{self, Executor, Limits};
@@ -160,6 +161,11 @@ pub struct Config {
     /// `--request`: a whole body to start from.
     pub request_file: Option<PathBuf>,
     pub schema: Option<Schema>,
+    /// `--cache`, `--cache-ttl`, `CS_MSG_CACHE`: breakpoints on the stable prefix.
+    pub cache: Option<Ttl>,
+    /// With `--cache`, a batch sends its first line alone; `CS_MSG_NO_WARMUP` (for
+    /// benches/cache_warmup.py, which measures what that saves) sends all at once.
+    pub batch_warmup: bool,
     /// `--exec`: the tools a loop runs itself (`tool_loop.rs`); `None` without any.
     pub executors: Option<Vec<Executor>>,
     /// `--max-turns`: the most requests one tool loop sends.
@@ -261,6 +267,7 @@ impl Config {
             })
             .map_err(usage)?;
 
+        let cache = cache_setting(cli.cache, cli.cache_ttl, &env)?;
         let executors = cli
             .exec
             .iter()
@@ -306,6 +313,8 @@ impl Config {
             conversation: cli.conversation,
             request_file: cli.request,
             schema,
+            cache,
+            batch_warmup: cache.is_some() && env("CS_MSG_NO_WARMUP").is_none(),
             executors,
             max_turns: cli.max_turns,
             tool_limits: Limits::with_timeout(Duration::from_secs_f64(cli.tool_timeout)),
@@ -350,6 +359,25 @@ impl Config {
             .into()
         })
     }
+}
+
+/// `--cache-ttl` wins, then `CS_MSG_CACHE` (which turns caching on by itself), then
+/// `--cache` with the API's 5 minutes. An empty `CS_MSG_CACHE` is unset.
+fn cache_setting(
+    switch: bool,
+    ttl: Option<Ttl>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Ttl>> {
+    let from_env = match env("CS_MSG_CACHE").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(Ttl::parse(&v).ok_or_else(|| {
+            usage(format!(
+                "CS_MSG_CACHE is '{}'; expected 5m or 1h (or unset it)",
+                crate::error::sanitize(&v)
+            ))
+        })?),
+    };
+    Ok(ttl.or(from_env).or(switch.then_some(Ttl::FiveMinutes)))
 }
 
 /// The one decision of what this run does. clap's `requires` does not fire when
@@ -770,6 +798,46 @@ mod tests {
     fn tool_choice_needs_tools() {
         let e = config(&["--tool-choice", "any", "q"], &[]).unwrap_err();
         assert_eq!(e.to_string(), "--tool-choice needs --tools");
+    }
+
+    #[test]
+    fn cache_flags_and_environment() {
+        let cache = |args: &[&str], env: &[(&str, &str)]| config(args, env).map(|c| c.cache);
+        assert_eq!(cache(&["q"], &[]).unwrap(), None);
+        assert_eq!(
+            cache(&["--cache", "q"], &[]).unwrap(),
+            Some(Ttl::FiveMinutes)
+        );
+        // A switch: the word after it is the prompt.
+        let c = config(&["--cache", "1h"], &[]).unwrap();
+        assert_eq!(c.cache, Some(Ttl::FiveMinutes));
+        assert_eq!(c.input.prompt.as_deref(), Some("1h"));
+        assert_eq!(
+            cache(&["--cache-ttl", "1h", "q"], &[]).unwrap(),
+            Some(Ttl::OneHour)
+        );
+        assert_eq!(
+            cache(&["q"], &[("CS_MSG_CACHE", "1h")]).unwrap(),
+            Some(Ttl::OneHour)
+        );
+        assert_eq!(
+            cache(&["--cache", "q"], &[("CS_MSG_CACHE", "1h")]).unwrap(),
+            Some(Ttl::OneHour)
+        );
+        assert_eq!(
+            cache(&["--cache-ttl", "5m", "q"], &[("CS_MSG_CACHE", "1h")]).unwrap(),
+            Some(Ttl::FiveMinutes)
+        );
+        assert_eq!(cache(&["q"], &[("CS_MSG_CACHE", "")]).unwrap(), None);
+        let e = cache(&["q"], &[("CS_MSG_CACHE", "on")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "CS_MSG_CACHE is 'on'; expected 5m or 1h (or unset it)"
+        );
+        assert_eq!(
+            e.downcast_ref::<Failure>().map(|f| f.kind),
+            Some(ExitKind::Usage)
+        );
     }
 
     #[test]

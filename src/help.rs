@@ -104,6 +104,10 @@ pub const ENVIRONMENT: &[EnvVar] = &[
         meaning: "the model that answers instead when the model is overloaded, rate limited or not found, like `--fallback-model`",
     },
     EnvVar {
+        names: &["CS_MSG_CACHE"],
+        meaning: "`5m` or `1h`: prompt caching on, with that lifetime, as `--cache-ttl` (which wins); empty is unset",
+    },
+    EnvVar {
         names: &["ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY"],
         meaning: "the proxy: the first one set, also in lower case; a loopback base URL is always reached directly",
     },

@@ -4,6 +4,7 @@
 
 mod answer;
 mod batch;
+mod cache;
 mod call;
 mod cli;
 mod client;
@@ -72,9 +73,10 @@ fn exit_for(err: &anyhow::Error) -> ExitCode {
         }
     }
     output::error(&one_line(&format!("{err:#}")));
-    let kind = err
-        .chain()
-        .find_map(|c| c.downcast_ref::<Failure>())
-        .map_or(ExitKind::Api, |f| f.kind);
+    let failure = err.chain().find_map(|c| c.downcast_ref::<Failure>());
+    if let Some(hint) = failure.and_then(|f| f.hint.as_deref()) {
+        output::hint(hint);
+    }
+    let kind = failure.map_or(ExitKind::Api, |f| f.kind);
     ExitCode::from(kind.code())
 }

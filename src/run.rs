@@ -6,6 +6,7 @@ use anyhow::Result;
 use serde_json::{Map, Value, json};
 
 use crate::answer::{self, Checks};
+use crate::cache::{self, Marks, Ttl};
 use crate::client::{self, Client};
 use crate::config::{Config, Mode};
 use crate::error::{Failure, snippet, usage};
@@ -27,12 +28,30 @@ pub fn run(mut config: Config) -> Result<()> {
             let models = models::fetch_all(&client(&config)?)?;
             models::print(&models, config.output_mode == OutputMode::Json)
         }
-        Mode::CountTokens => {
-            let (body, _) = message_body(&config)?;
-            count_tokens(&config, &body)
-        }
-        Mode::Message => message(&config, tools.as_ref()),
+        Mode::CountTokens => message_body(&config)
+            .and_then(|(body, _)| count_tokens(&config, &body))
+            .map_err(|e| cache_hint(e, &config)),
+        Mode::Message => message(&config, tools.as_ref()).map_err(|e| cache_hint(e, &config)),
         Mode::Batch(spec) => batch::run(config, &spec, tools),
+    }
+}
+
+/// An endpoint that refuses `cache_control` gets its error shown as it is, and a hint
+/// to drop `--cache` (only when `--cache` sent it).
+fn cache_hint(e: anyhow::Error, config: &Config) -> anyhow::Error {
+    if config.cache.is_none() {
+        return e;
+    }
+    match e.downcast::<Failure>() {
+        Ok(f)
+            if f.api
+                .as_ref()
+                .is_some_and(|api| cache::is_rejection(api.status, &api.message)) =>
+        {
+            f.with_hint(cache::REJECTION_HINT).into()
+        }
+        Ok(f) => f.into(),
+        Err(e) => e,
     }
 }
 
@@ -109,6 +128,8 @@ struct History {
     user_turn: Value,
     /// The `-c` file as it was read.
     snapshot: conversation::Snapshot,
+    /// `--cache`, when cs-msg placed the breakpoints (and a tool loop moves them).
+    cache: Option<Ttl>,
 }
 
 /// The request body from the flags, the files and stdin.
@@ -127,6 +148,12 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
         _ => Default::default(),
     };
     let mut blocks = input::user_blocks(&config.input, config.stdin_hint_after)?;
+    // The PROMPT words, when given, are the last block (input.rs skips blank ones).
+    let has_prompt = config
+        .input
+        .prompt
+        .as_deref()
+        .is_some_and(|p| !p.trim().is_empty());
     if !config.tool_results.is_empty() {
         // The results answer the history's last turn, so they come first in this one.
         let source = match (&config.messages_file, &config.conversation) {
@@ -145,7 +172,13 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
         ));
     }
     let user_turn = json!({"role": "user", "content": blocks.clone()});
-    let body = request::build(
+    let marks = match blocks.len() {
+        0 => Marks::History,
+        n => Marks::NewTurn {
+            stable: n - usize::from(has_prompt),
+        },
+    };
+    let mut body = request::build(
         &config.generation,
         blocks,
         request::Sources {
@@ -156,12 +189,14 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
             prior: prior.clone(),
         },
     );
+    let cache = cache::apply_to(&mut body, config.cache, marks);
     Ok((
         body,
         History {
             prior,
             user_turn,
             snapshot,
+            cache,
         },
     ))
 }
@@ -222,6 +257,10 @@ fn message(config: &Config, tools: Option<&ToolLoop>) -> Result<()> {
                 mode => mode,
             };
             let mut writer = Writer::stdout(mode, config.show_thinking);
+            let tools = &ToolLoop {
+                cache: history.cache,
+                ..tools.clone()
+            };
             let exchange = tool_loop::run(
                 &client,
                 tools,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 
+use crate::cache::{self, Ttl};
 use crate::call;
 use crate::client::Client;
 use crate::conversation;
@@ -33,6 +34,9 @@ pub struct ToolLoop {
     /// The most requests one loop sends.
     pub max_turns: u32,
     pub limits: Limits,
+    /// `--cache`, when the breakpoints are cs-msg's: each turn moves the one on the
+    /// messages to the end of the history.
+    pub cache: Option<Ttl>,
 }
 
 impl std::fmt::Debug for ToolLoop {
@@ -53,6 +57,7 @@ impl ToolLoop {
             mcp_tools: Vec::new(),
             max_turns,
             limits,
+            cache: None,
         }
     }
 
@@ -242,6 +247,9 @@ pub fn run<W: Write>(
             messages.push(user_turn.clone());
         }
         turns.push(user_turn);
+        if let Some(ttl) = tools.cache {
+            cache::advance(&mut body, ttl);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::cache::{self, Marks, Ttl};
 use crate::generation::{self, Explicit, Generation, rules};
 use crate::{conversation, request, tools};
 
@@ -243,6 +244,23 @@ impl Line {
                 stream: Some(config.stream),
             },
         ))
+    }
+}
+
+impl Line {
+    /// [`Line::request_body`] with `--cache`'s breakpoints: the `-f` files are the
+    /// stable part of the line's turn, its prompt the tail. Also returns the lifetime a
+    /// tool loop moves the breakpoints with (see `cache::apply_to`).
+    pub fn request(&self, template: &Template) -> Result<(Value, Option<Ttl>), String> {
+        let mut body = self.request_body(template)?;
+        let marks = match self.prompt {
+            Patch::Set(_) => Marks::NewTurn {
+                stable: template.files.len(),
+            },
+            Patch::Keep | Patch::Remove => Marks::History,
+        };
+        let ttl = cache::apply_to(&mut body, template.config.cache, marks);
+        Ok((body, ttl))
     }
 }
 

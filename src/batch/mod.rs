@@ -12,11 +12,13 @@ mod progress;
 mod reader;
 mod resume;
 mod sink;
+mod warmup;
 mod window;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -32,7 +34,8 @@ use crate::tool_loop::ToolLoop;
 use crate::{conversation, input};
 
 use progress::Progress;
-use sink::{Out, Sink, Stats};
+use sink::{Out, Sink, Stats, Tokens};
+use warmup::Warmup;
 use window::Window;
 
 /// A failed line's exit code, most important first (README "Exit codes": an auth
@@ -66,6 +69,10 @@ struct Shared {
     window: Window,
     /// Set by the first 401: the key is bad, so later lines are not sent at all.
     auth_failure: OnceLock<String>,
+    /// `--cache`: the first line is sent alone (see `warmup.rs`).
+    warmup: Warmup,
+    /// A line's endpoint refused `cache_control` (the summary then hints at it).
+    cache_refused: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,6 +92,8 @@ struct Job {
 struct Done {
     index: u64,
     outcome: Outcome,
+    /// What the line's answer (or tool loop) used, for the summary.
+    tokens: Tokens,
 }
 
 enum Outcome {
@@ -153,6 +162,7 @@ pub fn run(config: Config, spec: &BatchSpec, tools: Option<ToolLoop>) -> Result<
     let gate = Arc::new(RateGate::default());
     let client = Client::shared(&config.network, key, config.verbose, spec.jobs, gate);
     let quiet = config.quiet;
+    let warmup = Warmup::new(config.batch_warmup);
     let shared = Arc::new(Shared {
         client,
         template: Template {
@@ -163,6 +173,8 @@ pub fn run(config: Config, spec: &BatchSpec, tools: Option<ToolLoop>) -> Result<
         },
         window: Window::new(spec.jobs as u64 * 4),
         auth_failure: OnceLock::new(),
+        warmup,
+        cache_refused: AtomicBool::new(false),
     });
     let sink = Arc::new(Mutex::new(Sink {
         out,
@@ -218,22 +230,34 @@ pub fn run(config: Config, spec: &BatchSpec, tools: Option<ToolLoop>) -> Result<
     for t in threads {
         let _ = t.join();
     }
-    finish(&stats, spec, quiet)
+    let refused = shared.cache_refused.load(Ordering::Relaxed);
+    finish(&stats, spec, quiet, refused)
 }
 
 /// The one-line summary, and the exit code.
-fn finish(stats: &Stats, spec: &BatchSpec, quiet: bool) -> Result<()> {
+/// `cache_refused`: some line failed because the endpoint refuses `cache_control`.
+fn finish(stats: &Stats, spec: &BatchSpec, quiet: bool, cache_refused: bool) -> Result<()> {
     let mut summary = format!("{} ok, {} failed", stats.ok + stats.skipped, stats.failed);
     if stats.skipped > 0 {
         let out = spec.results.as_deref().map(|p| p.display().to_string());
         let out = out.unwrap_or_default();
         summary += &format!(" ({} answered by an earlier run in {out})", stats.skipped);
     }
+    if let Some(tokens) = stats.tokens.summary() {
+        summary += &format!("; {tokens}");
+    }
     match EXIT_PRECEDENCE
         .iter()
         .find(|k| stats.kinds_seen.contains(k))
     {
-        Some(&kind) => Err(Failure::new(kind, summary).into()),
+        Some(&kind) => {
+            let failure = Failure::new(kind, summary);
+            Err(match cache_refused {
+                true => failure.with_hint(crate::cache::REJECTION_HINT),
+                false => failure,
+            }
+            .into())
+        }
         None => {
             if !quiet {
                 output::info(&summary);

@@ -114,6 +114,7 @@ mod tests {
             failed: 3,
             skipped: 7,
             kinds_seen: Vec::new(),
+            ..Stats::default()
         };
         assert_eq!(
             progress_line(&stats, Some(200), 7, Duration::from_secs(10)),

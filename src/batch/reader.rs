@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::{ExitKind, Failure, usage};
 use crate::files::{self, io_reason};
 
+use super::sink::Tokens;
 use super::window::Window;
 use super::worker::error_line;
 use super::{Done, Job, Msg, Outcome, line};
@@ -69,6 +70,7 @@ pub fn read(
             let skipped = Done {
                 index,
                 outcome: Outcome::Skipped,
+                tokens: Tokens::default(),
             };
             if results.send(Msg::Done(skipped)).is_err() {
                 return;
@@ -91,6 +93,7 @@ pub fn read(
                 let failed = Done {
                     index,
                     outcome: Outcome::Failed(bytes, kind),
+                    tokens: Tokens::default(),
                 };
                 results.send(Msg::Done(failed)).is_ok()
             }

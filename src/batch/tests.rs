@@ -242,17 +242,76 @@ fn summary_exit_codes() {
         failed: 3,
         skipped: 7,
         kinds_seen: vec![ExitKind::Usage, ExitKind::Network],
+        ..Stats::default()
     };
     let spec = BatchSpec {
         input: "in.jsonl".into(),
         jobs: 4,
         results: Some("o.jsonl".into()),
     };
-    let e = finish(&stats, &spec, false).unwrap_err();
+    let e = finish(&stats, &spec, false, false).unwrap_err();
     let f = e.downcast_ref::<Failure>().unwrap();
     assert_eq!(f.kind, ExitKind::Network);
     assert_eq!(
         f.message,
         "97 ok, 3 failed (7 answered by an earlier run in o.jsonl)"
     );
+    assert_eq!(f.hint, None);
+    // With usage, the summary adds the tokens; a refused cache_control adds the hint.
+    let mut stats = stats;
+    stats.tokens = sink::Tokens::of(Some(&json!({"input_tokens": 5, "output_tokens": 2})));
+    let e = finish(&stats, &spec, false, true).unwrap_err();
+    let f = e.downcast_ref::<Failure>().unwrap();
+    assert_eq!(
+        f.message,
+        "97 ok, 3 failed (7 answered by an earlier run in o.jsonl); tokens: input 5, output 2"
+    );
+    assert_eq!(f.hint.as_deref(), Some(crate::cache::REJECTION_HINT));
+}
+
+#[test]
+fn cached_lines_mark_the_files_and_the_history_never_the_prompt() {
+    let request = |text: &str, t: &Template| {
+        Line::from_value(line::parse(text.as_bytes()).unwrap())
+            .unwrap()
+            .request(t)
+            .unwrap()
+    };
+    let cc = json!({"type": "ephemeral"});
+    let t = template(&["--cache", "-s", "sys"]);
+    let (b, ttl) = request("\"hi\"", &t);
+    assert_eq!(ttl, Some(crate::cache::Ttl::FiveMinutes));
+    assert_eq!(
+        b,
+        json!({"model":"claude-sonnet-4.6","max_tokens":4096,
+               "system":[{"type":"text","text":"sys","cache_control":cc}],
+               "messages":[{"role":"user","content":[{"type":"text","text":"FILE","cache_control":cc},{"type":"text","text":"hi"}]}]})
+    );
+    // A line's own history: its last turn is marked, and the prompt is not.
+    let (b, _) = request(
+        r#"{"prompt":"p","messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}"#,
+        &t,
+    );
+    assert_eq!(
+        b["messages"][1]["content"],
+        json!([{"type":"text","text":"a","cache_control":cc}])
+    );
+    assert_eq!(
+        b["messages"][2]["content"][1],
+        json!({"type":"text","text":"p"})
+    );
+    // Messages alone: the end of the history.
+    let (b, _) = request(r#"{"messages":[{"role":"user","content":"q"}]}"#, &t);
+    assert_eq!(
+        b["messages"][0]["content"],
+        json!([{"type":"text","text":"q","cache_control":cc}])
+    );
+    // A line that carries its own breakpoints is left as it is, and not moved.
+    let own = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"q","cache_control":{"type":"ephemeral","ttl":"1h"}}]}]}"#;
+    let (b, ttl) = request(own, &t);
+    assert_eq!(ttl, None);
+    assert_eq!(b["system"], json!("sys"));
+    // No --cache: nothing.
+    let (b, ttl) = request("\"hi\"", &template(&["-s", "sys"]));
+    assert_eq!((b["system"].clone(), ttl), (json!("sys"), None));
 }

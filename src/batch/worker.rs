@@ -2,40 +2,49 @@
 //! the one set of answer checks (`answer.rs`), into its result line.
 
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 
 use serde_json::{Map, Value, json};
 
 use crate::answer::{self, Checks};
+use crate::call;
 use crate::error::{ExitKind, Failure, one_line};
 use crate::output::{OutputMode, Writer};
-use crate::{call, tool_loop};
+use crate::tool_loop::{self, ToolLoop};
 
 use super::line::Line;
+use super::sink::Tokens;
+use super::warmup::Lead;
 use super::{Done, Job, Msg, Outcome, Shared, lock};
 
 pub fn work(shared: &Shared, jobs: &Mutex<Receiver<Job>>, results: &Sender<Msg>) {
     loop {
-        let job = match lock(jobs).recv() {
-            Ok(job) => job,
-            Err(_) => return,
+        // The lead is claimed with the queue locked: the first line taken leads.
+        let (job, lead) = {
+            let jobs = lock(jobs);
+            match jobs.recv() {
+                Ok(job) => (job, shared.warmup.claim()),
+                Err(_) => return,
+            }
         };
         if shared.window.is_stopped() {
             return;
         }
         // A bug must cost one line, not the batch: without a result for this index
         // the writer would wait for it forever.
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(shared, &job)))
+        let (outcome, tokens) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(shared, &job, lead)))
                 .unwrap_or_else(|_| {
                     let failure =
                         Failure::new(ExitKind::Api, "internal error while answering this line");
                     let (bytes, kind) = error_line(&job.id, job.index, &failure);
-                    Outcome::Failed(bytes, kind)
+                    (Outcome::Failed(bytes, kind), Tokens::default())
                 });
         let done = Done {
             index: job.index,
             outcome,
+            tokens,
         };
         if results.send(Msg::Done(done)).is_err() {
             return;
@@ -43,17 +52,19 @@ pub fn work(shared: &Shared, jobs: &Mutex<Receiver<Job>>, results: &Sender<Msg>)
     }
 }
 
-/// Sends one line's request and describes the outcome as its result line.
-fn answer(shared: &Shared, job: &Job) -> Outcome {
+/// Sends one line's request and describes the outcome as its result line, with the
+/// tokens its answer used. `lead`: this is the first line of a warm-up (`warmup.rs`);
+/// dropping it, however this returns, lets the others go.
+fn answer(shared: &Shared, job: &Job, lead: Option<Lead<'_>>) -> (Outcome, Tokens) {
     let failed = |failure: &Failure| {
         let (bytes, kind) = error_line(&job.id, job.index, failure);
-        Outcome::Failed(bytes, kind)
+        (Outcome::Failed(bytes, kind), Tokens::default())
     };
     let config = &shared.template.config;
-    let body =
-        Line::from_value(job.line.clone()).and_then(|line| line.request_body(&shared.template));
-    let body = match body {
-        Ok(body) => body,
+    let request =
+        Line::from_value(job.line.clone()).and_then(|line| line.request(&shared.template));
+    let (body, cache) = match request {
+        Ok(request) => request,
         Err(message) => {
             return failed(&Failure::new(
                 ExitKind::Usage,
@@ -61,28 +72,43 @@ fn answer(shared: &Shared, job: &Job) -> Outcome {
             ));
         }
     };
+    if lead.is_none() {
+        shared.warmup.wait();
+    }
     if let Some(first) = shared.auth_failure.get() {
         return failed(&Failure::new(
             ExitKind::Auth,
             format!("not sent: an earlier request failed authentication ({first})"),
         ));
     }
+    let mut began = || {
+        if let Some(lead) = &lead {
+            lead.open();
+        }
+    };
     // Nothing is printed while a line is answered: the result line carries it.
     let mut writer = Writer::new(std::io::sink(), OutputMode::Collect, false);
     let mut turns = None;
+    let mut tokens = Tokens::default();
     let message = match &shared.template.tools {
-        None => call::send(&shared.client, &body, &mut writer, true, &mut || {}),
+        None => call::send(&shared.client, &body, &mut writer, true, &mut began).inspect(|m| {
+            tokens = Tokens::of(m.get("usage"));
+        }),
         // Each line runs its own loop with the same executors.
         Some(tools) => tool_loop::run(
             &shared.client,
-            tools,
+            &ToolLoop {
+                cache,
+                ..tools.clone()
+            },
             body.clone(),
             &mut writer,
             config.verbose,
-            &mut || {},
+            &mut began,
         )
         .and_then(|exchange| {
             turns = Some(exchange.requests);
+            tokens = Tokens::of(Some(&exchange.usage));
             match exchange.pending_failure() {
                 Some(failure) => Err(failure.into()),
                 None => Ok(exchange.message),
@@ -106,7 +132,14 @@ fn answer(shared: &Shared, job: &Job) -> Outcome {
             if failure.api.as_ref().and_then(|a| a.status) == Some(401) {
                 let _ = shared.auth_failure.set(failure.message.clone());
             }
-            return failed(&failure);
+            if config.cache.is_some()
+                && let Some(api) = &failure.api
+                && crate::cache::is_rejection(api.status, &api.message)
+            {
+                shared.cache_refused.store(true, Ordering::Relaxed);
+            }
+            let (outcome, _) = failed(&failure);
+            return (outcome, tokens);
         }
     };
     let mut line = Map::new();
@@ -119,7 +152,7 @@ fn answer(shared: &Shared, job: &Job) -> Outcome {
     if let Some(n) = turns {
         line.insert("turns".into(), json!(n));
     }
-    Outcome::Answered(to_line(&Value::Object(line)))
+    (Outcome::Answered(to_line(&Value::Object(line))), tokens)
 }
 
 /// `{"id":…,"index":…,"error":{"type":…,"message":…,"status":…,"request_id":…}}`.

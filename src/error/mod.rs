@@ -58,6 +58,8 @@ pub struct Failure {
     /// The API's own account of the error, when it came from the API (batch mode
     /// reports its fields separately).
     pub api: Option<Box<ApiError>>,
+    /// One more line, printed after the message: what to do about it.
+    pub hint: Option<String>,
 }
 
 impl Failure {
@@ -66,6 +68,14 @@ impl Failure {
             kind,
             message: one_line(&message.into()),
             api: None,
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(self, hint: impl Into<String>) -> Self {
+        Failure {
+            hint: Some(one_line(&hint.into())),
+            ..self
         }
     }
 

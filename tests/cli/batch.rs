@@ -117,7 +117,9 @@ fn results_keep_input_order_under_random_delays() {
     let path = write(dir.path(), "in.jsonl", &input);
     let mut c = batch_cmd(&server, &path);
     c.args(["-j", "8"]);
-    let assert = run(c).code(0).stderr("cs-msg: 40 ok, 0 failed\n");
+    let assert = run(c)
+        .code(0)
+        .stderr("cs-msg: 40 ok, 0 failed; tokens: input 40, output 80\n");
     let expected: String = prompts
         .iter()
         .enumerate()
@@ -148,7 +150,7 @@ fn bad_lines_become_error_lines_and_the_batch_goes_on() {
     );
     let assert = run(batch_cmd(&server, &path))
         .code(2)
-        .stderr("cs-msg: 2 ok, 7 failed\n");
+        .stderr("cs-msg: 2 ok, 7 failed; tokens: input 2, output 4\n");
     let allowed = "`id`, `prompt`, `messages`, `system`, `model`, `max_tokens`, `temperature`, `top_p`, `top_k`, `stop_sequences`, `metadata`, `tools`, `tool_choice`, `thinking`";
     let expected = [
         ok_line(Value::Null, 0, "first"),
@@ -343,7 +345,9 @@ fn input_from_stdin_and_api_errors_in_lines() {
     c.env("CS_MSG_API_KEY", KEY)
         .args(["--base-url", server.url(), "--batch", "-"])
         .write_stdin("\"a\"\n{\"id\":\"x\",\"prompt\":\"too long\"}\n\"b\"");
-    let assert = run(c).code(1).stderr("cs-msg: 2 ok, 1 failed\n");
+    let assert = run(c)
+        .code(1)
+        .stderr("cs-msg: 2 ok, 1 failed; tokens: input 2, output 4\n");
     let expected = [
         ok_line(Value::Null, 0, "a"),
         json!({"id":"x","index":1,"error":{"type":"invalid_request_error","message":"prompt is too long","status":400,"request_id":"req_400"}}).to_string(),
@@ -417,7 +421,9 @@ fn a_rate_limit_pauses_every_worker() {
     let path = write(dir.path(), "in.jsonl", &input);
     let mut c = batch_cmd(&server, &path);
     c.args(["-j", "4"]);
-    run(c).code(0).stderr("cs-msg: 12 ok, 0 failed\n");
+    run(c)
+        .code(0)
+        .stderr("cs-msg: 12 ok, 0 failed; tokens: input 12, output 24\n");
     let hits = server.requests();
     assert_eq!(hits.len(), 13, "12 lines and one retry");
     let limited = hits[0].at;
@@ -468,7 +474,7 @@ fn resume_skips_answered_lines_and_repairs_the_file() {
     let mut c = batch_cmd(&server, &input);
     c.arg("--output").arg(&out);
     run(c).code(0).stdout("").stderr(format!(
-        "cs-msg: 5 ok, 0 failed (2 answered by an earlier run in {})\n",
+        "cs-msg: 5 ok, 0 failed (2 answered by an earlier run in {}); tokens: input 3, output 6\n",
         out.display()
     ));
     assert_eq!(prompts(&server), ["pb", "pd", "pe"]);
@@ -686,14 +692,16 @@ fn strict_turns_incomplete_answers_into_error_lines() {
     // Without --strict the message says how it stopped; no warning per line.
     let assert = run(batch_cmd(&server, &path))
         .code(0)
-        .stderr("cs-msg: 2 ok, 0 failed\n");
+        .stderr("cs-msg: 2 ok, 0 failed; tokens: input 2, output 4\n");
     assert_eq!(
         lines(&stdout_of(&assert))[1]["message"]["stop_reason"],
         "max_tokens"
     );
     let mut c = batch_cmd(&server, &path);
     c.arg("--strict");
-    let assert = run(c).code(6).stderr("cs-msg: 1 ok, 1 failed\n");
+    let assert = run(c)
+        .code(6)
+        .stderr("cs-msg: 1 ok, 1 failed; tokens: input 2, output 4\n");
     assert_eq!(
         stdout_of(&assert),
         ok_line(Value::Null, 0, "ok")
@@ -739,7 +747,9 @@ fn with_a_schema_lines_carry_the_validated_object() {
         "--messages",
     ])
     .arg(&history);
-    let assert = run(c).code(6).stderr("cs-msg: 1 ok, 1 failed\n");
+    let assert = run(c)
+        .code(6)
+        .stderr("cs-msg: 1 ok, 1 failed; tokens: input 2, output 4\n");
     let out = lines(&stdout_of(&assert));
     assert_eq!(out[0], json!({"id":1,"index":0,"object":{"name":"Ada"}}));
     assert_eq!(out[1]["error"]["type"], "unusable_answer");

@@ -7,6 +7,7 @@ mod server;
 
 mod architecture;
 mod batch;
+mod cache;
 mod errors;
 mod generated;
 mod hostile;

@@ -712,7 +712,7 @@ fn the_fallback_applies_per_line_in_a_batch() {
     ])
     .arg(&input);
     let assert = run(c).success().stderr(
-        "cs-msg: claude-opus-4.6 overloaded; answering with claude-haiku-4.5\ncs-msg: 2 ok, 0 failed\n",
+        "cs-msg: claude-opus-4.6 overloaded; answering with claude-haiku-4.5\ncs-msg: 2 ok, 0 failed; tokens: input 6, output 14\n",
     );
     let models: Vec<Value> = stdout_of(&assert)
         .lines()
@@ -736,7 +736,9 @@ fn a_streamed_batch_opens_at_most_one_connection_per_job() {
     std::fs::write(&input, lines).unwrap();
     let mut c = relay.cmd();
     c.args(["-j", "2", "--batch"]).arg(&input);
-    let assert = run(c).success().stderr("cs-msg: 20 ok, 0 failed\n");
+    let assert = run(c)
+        .success()
+        .stderr("cs-msg: 20 ok, 0 failed; tokens: input 60, output 140\n");
     assert_eq!(stdout_of(&assert).lines().count(), 20);
     assert_eq!(relay.count(), 20);
     assert!(
@@ -761,7 +763,9 @@ fn a_socket_held_open_after_message_stop_is_dropped_not_waited_for() {
     let mut c = relay.cmd();
     c.args(["--idle-timeout", "600", "-j", "1", "--batch"])
         .arg(&input);
-    run(c).success().stderr("cs-msg: 3 ok, 0 failed\n");
+    run(c)
+        .success()
+        .stderr("cs-msg: 3 ok, 0 failed; tokens: input 9, output 21\n");
     assert_eq!(relay.connections(), 3);
     let mut c = relay.cmd();
     c.args(["--idle-timeout", "600", "q"]);
