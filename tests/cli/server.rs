@@ -458,7 +458,7 @@ fn read_request(
     connection: usize,
 ) -> io::Result<Option<Request>> {
     let mut line = String::new();
-    // Tolerates blank lines before a request line (RFC 9112 §2.2).
+    // Blank lines before a request line are allowed (HTTP/1.1 robustness).
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
