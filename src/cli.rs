@@ -17,8 +17,6 @@ use crate::output;
     version = env!("CS_MSG_VERSION"),
     about = "Send one message to the claudestore Messages API and print the answer",
     // Examples, environment and exit codes: written once, in src/help.rs.
-    after_help = crate::help::short_help(),
-    after_long_help = crate::help::long_help(),
     max_term_width = 100
 )]
 pub struct Cli {
@@ -380,10 +378,26 @@ pub struct Cli {
     pub output: Option<PathBuf>,
 }
 
+/// The command, with the help epilogues (examples, environment, exit codes) only when
+/// help may be printed: rendering them costs every other run its start-up time.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let asks_for_help = std::env::args_os().skip(1).any(|a| {
+        let a = a.to_string_lossy();
+        a == "--help" || (a.starts_with('-') && !a.starts_with("--") && a.contains('h'))
+    });
+    if asks_for_help {
+        cmd.after_help(crate::help::short_help())
+            .after_long_help(crate::help::long_help())
+    } else {
+        cmd
+    }
+}
+
 /// Parses the command line. `--help` and `--version` print and exit here; a usage
 /// error is one line like every other error (clap's first line, and its tip), exit 2.
 pub fn parse() -> Result<(Cli, Explicit), std::process::ExitCode> {
-    let matches = Cli::command().try_get_matches().map_err(usage_error)?;
+    let matches = command().try_get_matches().map_err(usage_error)?;
     let explicit = Explicit::from_args(|id| {
         matches.try_contains_id(id).unwrap_or(false)
             && matches.value_source(id) == Some(ValueSource::CommandLine)
