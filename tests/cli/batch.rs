@@ -1,4 +1,4 @@
-//! Batch mode (DESIGN.md §7): order, resume, the shared rate-limit pause, error lines
+//! Batch mode (README "Batch"): order, resume, the shared rate-limit pause, error lines
 //! and exit codes. These tests use the scripted server (`server.rs`): they need
 //! per-request delays, arrival times and connection drops.
 

@@ -1,4 +1,4 @@
-//! Exit codes and one-line error messages (DESIGN.md §5), each from a realistic cause.
+//! Exit codes and one-line error messages (README "Exit codes"), each from a realistic cause.
 
 use predicates::prelude::*;
 

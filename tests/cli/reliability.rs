@@ -1,4 +1,4 @@
-//! Retries, timeouts, proxies, key hygiene, hostile input and signals (DESIGN.md §2, §6).
+//! Retries, timeouts, proxies, key hygiene, hostile input and signals (README "Reliability").
 
 use std::io::Read;
 use std::time::{Duration, Instant};
