@@ -749,3 +749,37 @@ fn ctrl_c_during_a_tool_kills_it_and_leaves_the_conversation_alone() {
     assert!(!alive(), "tool process {tool_pid} survived");
     assert_eq!(std::fs::read_to_string(&chat).unwrap(), "[]\n");
 }
+
+#[test]
+fn the_turns_of_a_streamed_loop_share_one_connection() {
+    use crate::server::{Response, Server};
+    let dir = tempfile::tempdir().unwrap();
+    let tool = script(dir.path(), "t.sh", "echo r");
+    // Three tool turns, then the answer; every response chunked, as the API sends them.
+    let turn = |n: usize| {
+        sse(&message(
+            json!([call(&format!("t{n}"), "t", json!({}))]),
+            "tool_use",
+        ))
+    };
+    let server = Server::script([
+        Response::sse(turn(1)).chunked(),
+        Response::sse(turn(2)).chunked(),
+        Response::sse(turn(3)).chunked(),
+        Response::sse(sse(&message(json!([text("done")]), "end_turn"))).chunked(),
+    ]);
+    let mut c = cmd();
+    c.args(["--base-url", server.url(), "--no-stdin", "--tools"])
+        .env("CS_MSG_API_KEY", KEY)
+        .arg(tools_file(dir.path(), &["t"]))
+        .arg("--exec")
+        .arg(format!("t={tool}"))
+        .arg("q");
+    assert_eq!(stdout_of(&run(c).code(0)), "done\n");
+    assert_eq!(server.request_count(), 4);
+    assert_eq!(
+        server.connections(),
+        1,
+        "every turn opened its own connection"
+    );
+}
