@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use crate::client::{self, Client};
-use crate::error::{ExitKind, Failure, snippet};
+use crate::error::{ExitKind, Failure, sanitize, snippet};
 
 /// Pages are requested at the API's maximum size; this bounds a server that never
 /// says it is done.
@@ -75,7 +75,9 @@ pub fn print(models: &[Value], json: bool) -> Result<()> {
     } else {
         for m in models {
             if let Some(id) = m.get("id").and_then(Value::as_str) {
-                writeln!(out, "{id}")?;
+                // One id a line, whatever the server put in it: no escape sequences,
+                // no line breaks, bounded.
+                writeln!(out, "{}", sanitize(id))?;
             }
         }
     }

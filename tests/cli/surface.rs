@@ -628,3 +628,34 @@ fn empty_attached_files_are_named_in_a_warning() {
         "cs-msg: warning: file {empty} is empty; not sent\n"
     ));
 }
+
+#[test]
+fn model_ids_are_printed_terminal_safe() {
+    let mut server = mock_server();
+    server
+        .mock("GET", "/v1/models")
+        .match_query(Matcher::Any)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"data":[{"id":"evil\u001b[2J\nsecond-line\u202e"}],"has_more":false}"#)
+        .create();
+    let mut c = api(&server);
+    c.arg("--list-models");
+    run(c)
+        .success()
+        .stdout("evil\u{fffd}[2J second-line\u{fffd}\n");
+}
+
+#[test]
+fn a_dropped_models_page_is_a_network_failure_and_retried() {
+    use crate::server::{Response, Server};
+    let page = r#"{"data":[{"id":"claude-haiku-4.5"}],"has_more":false}"#;
+    let server = Server::script([
+        Response::json(200, page).cut_after(5),
+        Response::json(200, page),
+    ]);
+    let mut c = cmd();
+    c.args(["--base-url", server.url(), "--list-models"])
+        .env("CS_MSG_API_KEY", KEY);
+    run(c).success().stdout("claude-haiku-4.5\n");
+    assert_eq!(server.request_count(), 2);
+}
