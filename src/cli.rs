@@ -205,7 +205,7 @@ pub struct Cli {
 
     /// Print one JSON object matching this JSON Schema (file or inline)
     #[arg(long, value_name = "PATH|JSON", help_heading = "Generation",
-          conflicts_with_all = ["tools", "tool_choice", "conversation", "events", "json", "exec"])]
+          conflicts_with_all = ["tools", "tool_choice", "conversation", "events", "json", "exec", "mcp"])]
     pub schema: Option<String>,
 
     /// Extended thinking: `adaptive`, or a token budget N (at least 1024)

@@ -263,7 +263,7 @@ impl Config {
         generation
             .validate(generation::Context {
                 schema: schema.is_some(),
-                request_body: cli.request.is_some(),
+                more_tools: cli.request.is_some() || !cli.mcp.is_empty(),
             })
             .map_err(usage)?;
 

@@ -211,8 +211,9 @@ pub mod rules {
 pub struct Context {
     /// `--schema` built the tools and forced the choice.
     pub schema: bool,
-    /// A `--request` body may bring its own tools.
-    pub request_body: bool,
+    /// Tools may come from elsewhere: a `--request` body, or `--mcp` servers (listed
+    /// only once they are started).
+    pub more_tools: bool,
 }
 
 impl Generation {
@@ -220,6 +221,7 @@ impl Generation {
     pub fn validate(&self, cx: Context) -> Result<(), String> {
         if let Some(Value::Object(choice)) = &self.tool_choice
             && let Some(name) = choice.get("name").and_then(Value::as_str)
+            && !cx.more_tools
             && let Some(tools) = &self.tools
             && !tools
                 .iter()
@@ -229,7 +231,7 @@ impl Generation {
                 "--tool-choice {name}: no tool of that name in --tools"
             ));
         }
-        if self.tool_choice.is_some() && self.tools.is_none() && !cx.request_body {
+        if self.tool_choice.is_some() && self.tools.is_none() && !cx.more_tools {
             return Err("--tool-choice needs --tools".into());
         }
         let thinking_type = self

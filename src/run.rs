@@ -98,6 +98,21 @@ fn tools(config: &mut Config) -> Result<Option<ToolLoop>> {
     if config.verbose {
         output::info(&format!("{} MCP tools offered", bound.len()));
     }
+    // Now that every tool is known, the choice of one must name one of them.
+    if let Some(name) = config
+        .generation
+        .tool_choice
+        .as_ref()
+        .and_then(|c| c.get("name"))
+        .and_then(Value::as_str)
+        && !tools
+            .iter()
+            .any(|t| t.get("name").and_then(Value::as_str) == Some(name))
+    {
+        return Err(usage(format!(
+            "--tool-choice {name}: no tool of that name in --tools or the --mcp servers"
+        )));
+    }
     let mut tool_loop = tool_loop
         .unwrap_or_else(|| ToolLoop::new(Vec::new(), config.max_turns, config.tool_limits));
     tool_loop.mcp = std::sync::Arc::new(servers);

@@ -196,7 +196,7 @@ impl Line {
         })?;
         g.validate(generation::Context {
             schema,
-            request_body: false,
+            more_tools: false,
         })?;
         Ok(g)
     }

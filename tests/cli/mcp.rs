@@ -254,3 +254,31 @@ fn no_server_outlives_cs_msg_on_any_exit() {
     assert_eq!(status.signal(), Some(15), "{status:?}: {err}");
     assert!(wait_gone(&pid), "server {pid} survived SIGTERM");
 }
+
+#[test]
+fn tool_choice_may_name_an_mcp_tool() {
+    let model = Model::json(|_, _| message(json!([text("x")]), "end_turn"));
+    let mut c = mcp_cmd(&model, &[everything()]);
+    c.args([
+        "--mcp-tools",
+        "echo",
+        "--tool-choice",
+        "echo",
+        "--dry-run",
+        "q",
+    ]);
+    let body: Value = serde_json::from_str(&stdout_of(&run(c).code(0))).unwrap();
+    assert_eq!(body["tool_choice"], json!({"type": "tool", "name": "echo"}));
+    let mut c = mcp_cmd(&model, &[everything()]);
+    c.args([
+        "--mcp-tools",
+        "echo",
+        "--tool-choice",
+        "nope",
+        "--dry-run",
+        "q",
+    ]);
+    run(c).code(2).stderr(
+        "cs-msg: --tool-choice nope: no tool of that name in --tools or the --mcp servers\n",
+    );
+}
