@@ -19,8 +19,8 @@ command -v curl >/dev/null || skip "curl is needed (to read the mock's counters)
 
 build
 make_ca
-start_mock plain -- --delay-ms 100 --idle-exit 60
-start_mock tls -- --delay-ms 100 --idle-exit 60 --tls "$work/server.pem" "$work/server.key"
+start_mock plain -- --delay-ms 100 --idle-exit 600
+start_mock tls -- --delay-ms 100 --idle-exit 600 --tls "$work/server.pem" "$work/server.key"
 export SSL_CERT_FILE=$work/bundle.pem
 prompts 1000 "$work/in1000.jsonl"
 prompts 10000 "$work/in10000.jsonl"
@@ -50,6 +50,7 @@ for flag in "" --no-stream; do
             i=$(ideal "$n" 64); r=$(ratio "$secs" "$i")
             v=$([ "$n" = 10000 ] && verdict "$r" 1.05 || echo info)
             rows+=("| $n lines \`-j 64\` $name, HTTP | $secs s | $i s | $r | $v | $(mb "$kb") MB | $(verdict "$(mb "$kb")" 24) | $conns |")
+            say "${rows[-1]}"
             [ "${peak[$name$n]:-0}" -ge "$kb" ] || peak[$name$n]=$kb
         done
     done
