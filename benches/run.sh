@@ -4,6 +4,14 @@
 #
 #   benches/run.sh                 everything
 #   benches/run.sh --no-criterion  skip the cargo bench micro-benchmarks
+#   benches/run.sh --no-scenarios  only the single-call loopback table (issue 7)
+#   benches/run.sh --scenarios     only the scenarios of issue 12 (below)
+#
+# Then the scenarios of issue 12, each a sibling script that prints its own tables and
+# skips with a message where the machine cannot run it: benches/tls.sh (HTTPS against
+# curl, start-up over TLS), benches/rtt.sh (a batch over a 50 ms round trip),
+# benches/scale.sh (10,000 lines at -j 64, memory) and benches/toolloop.sh (the tool
+# loop's own cost per turn). About 8 more minutes.
 #
 # Wall times are hyperfine medians (installed with apt-get when missing and possible;
 # otherwise the bench_probe timing loop). Peak RSS comes from /usr/bin/time. Every
@@ -14,12 +22,29 @@ cd "$(dirname "$0")/.."
 export LC_ALL=C
 
 criterion=1
+single=1
+scenarios=1
 for arg in "$@"; do
     case "$arg" in
         --no-criterion) criterion=0 ;;
-        *) echo "usage: benches/run.sh [--no-criterion]" >&2; exit 2 ;;
+        --no-scenarios) scenarios=0 ;;
+        --scenarios) single=0 ;;
+        *) echo "usage: benches/run.sh [--no-criterion] [--no-scenarios | --scenarios]" >&2; exit 2 ;;
     esac
 done
+
+# The scenarios of issue 12, after the single-call table (or alone).
+run_scenarios() {
+    [ $scenarios = 1 ] || return 0
+    command -v hyperfine >/dev/null || apt_install hyperfine
+    [ -x /usr/bin/time ] || apt_install time
+    local s
+    for s in tls rtt scale toolloop; do
+        echo
+        echo "### benches/$s.sh"
+        "benches/$s.sh"
+    done
+}
 
 say() { echo "run.sh: $*" >&2; }
 
@@ -37,6 +62,11 @@ have_hyperfine=0; command -v hyperfine >/dev/null && have_hyperfine=1
 have_time=0; [ -x /usr/bin/time ] && have_time=1
 [ $have_hyperfine = 1 ] || say "hyperfine not available: using the bench_probe timing loop"
 [ $have_time = 1 ] || say "/usr/bin/time not available: peak RSS is not measured"
+
+if [ $single = 0 ]; then
+    run_scenarios
+    exit 0
+fi
 
 say "building release"
 cargo build --release --quiet --bin cs-msg
@@ -193,3 +223,8 @@ echo
 echo "| benchmark | cs-msg | baseline | ratio | target | |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+
+# The mock of the table above is done with; the scenarios start their own.
+kill "$mock_pid" 2>/dev/null || true
+mock_pid=
+run_scenarios

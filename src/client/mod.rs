@@ -3,7 +3,8 @@
 
 use std::cell::Cell;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
@@ -11,7 +12,8 @@ use ureq::http::{Response, header::HeaderMap};
 use ureq::tls::{RootCerts, TlsConfig};
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, LazyBuffers, NextTimeout,
+    RustlsConnector, TcpConnector, Transport,
 };
 use ureq::{Agent, Body, RequestBuilder};
 
@@ -94,11 +96,25 @@ impl Client {
         if let Some(n) = pool {
             config = config
                 .max_idle_connections(n.max(10))
-                .max_idle_connections_per_host(n.max(3));
+                .max_idle_connections_per_host(n.max(3))
+                // ureq gives every connection 128 KiB for input and 128 KiB for output,
+                // allocated and zeroed in full: 16 MB at -j 64 (BENCHMARKS.md, "Batch
+                // at scale"). A batch line's answer needs far less. Input stays at
+                // 64 KiB, ureq's limit on a response head, which must fit in it; a
+                // larger request body is only written in more pieces.
+                .input_buffer_size(64 * 1024)
+                .output_buffer_size(16 * 1024);
         }
-        // The default connectors (proxy, TCP, TLS), each connection wrapped so that
-        // `finish_body` can bound the wait for the end of a body.
-        let connector = DefaultConnector::default().chain(BoundedReads);
+        // ureq's default connectors (DefaultConnector: CONNECT proxy, TCP, rustls; its
+        // SOCKS and missing-provider links only warn, and cs-msg configures neither),
+        // composed here so that the TLS link can be wrapped in `TlsOnce`; each
+        // connection wrapped in `Bounded` so that `finish_body` can bound the wait for
+        // the end of a body.
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(TlsOnce::default())
+                .chain(BoundedReads);
         let agent = Agent::with_parts(config.build(), connector, DefaultResolver::default());
         Client {
             agent,
@@ -361,6 +377,95 @@ thread_local! {
     /// ([`finish_body`]). ureq reads on the calling thread, so a thread-local reaches
     /// exactly the reads of the body being finished.
     static READ_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// ureq's TLS link (rustls), with its configuration built once per process. ureq
+/// builds that configuration, and with it the root store (rustls-platform-verifier
+/// reads the system bundle or SSL_CERT_FILE: ~150 certificates), on a TLS
+/// connection's first handshake, and caches it on the agent only for requests without
+/// a configuration of their own. Every cs-msg request has one (its timeouts), so
+/// every new connection read the whole store again: at -j 64, 64 reads, and 17 MB
+/// more peak memory (BENCHMARKS.md, "Batch at scale"). cs-msg never sets TLS options
+/// per request, so this link presents each connection to ureq as agent-level, and
+/// before the first TLS connection goes ahead it has ureq build and cache the
+/// configuration once, on a connection that fails at its first write ([`Unconnected`]),
+/// while the others wait (a batch's workers all connect at once; that takes a
+/// millisecond or two, not a round trip). Plain HTTP never reads the store.
+#[derive(Default)]
+struct TlsOnce {
+    tls: RustlsConnector,
+    first: Mutex<()>,
+    configured: AtomicBool,
+}
+
+impl std::fmt::Debug for TlsOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOnce").finish_non_exhaustive()
+    }
+}
+
+impl<In: Transport> Connector<In> for TlsOnce {
+    type Out = Box<dyn Transport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let agent_level = ConnectionDetails {
+            uri: details.uri,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: false,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: details.timeout,
+            current_time: Arc::clone(&details.current_time),
+            run_connector: Arc::clone(&details.run_connector),
+            register_shutdown: Arc::clone(&details.register_shutdown),
+        };
+        if details.needs_tls() && !self.configured.load(Ordering::Acquire) {
+            let _alone = self.first.lock().unwrap_or_else(PoisonError::into_inner);
+            if !self.configured.load(Ordering::Acquire) {
+                // ureq builds and caches the configuration before the handshake's
+                // first write, which fails here. If building it failed, the real
+                // connection below fails the same way.
+                let _ = self.tls.connect(&agent_level, Some(Unconnected::default()));
+                self.configured.store(true, Ordering::Release);
+            }
+        }
+        self.tls
+            .connect(&agent_level, chained)
+            .map(|t| t.map(Transport::boxed))
+    }
+}
+
+/// A connection that fails at its first write (for [`TlsOnce`]).
+#[derive(Debug)]
+struct Unconnected(LazyBuffers);
+
+impl Default for Unconnected {
+    fn default() -> Self {
+        Unconnected(LazyBuffers::new(1024, 1024))
+    }
+}
+
+impl Transport for Unconnected {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.0
+    }
+
+    fn transmit_output(&mut self, _: usize, _: NextTimeout) -> Result<(), ureq::Error> {
+        Err(ureq::Error::ConnectionFailed)
+    }
+
+    fn await_input(&mut self, _: NextTimeout) -> Result<bool, ureq::Error> {
+        Err(ureq::Error::ConnectionFailed)
+    }
+
+    fn is_open(&mut self) -> bool {
+        false
+    }
 }
 
 /// The last link of the connector chain: wraps each connection in [`Bounded`].
