@@ -6,7 +6,7 @@
 # at `-j 64`: wall time against the ideal 10000 / 64 × 0.1 s = 15.6 s (target ≤ 1.05×);
 # peak RSS (GNU time) at 1,000 and 10,000 lines (target: flat within 10 %) and at most
 # 24 MB at -j 64; the same over HTTPS (a CA made here, SSL_CERT_FILE) for the memory
-# a TLS connection adds. CS_MSG_BIN=path measures another build of cs-msg (to compare
+# a TLS connection adds (shown, not held to the 24 MB: the issue's target is loopback). CS_MSG_BIN=path measures another build of cs-msg (to compare
 # before and after a change in the same conditions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +59,7 @@ say "1,000 lines over HTTPS, -j 64 and -j 8"
 for j in 64 8; do
     batch 1000 "$j" "$tls_url"
     i=$(ideal 1000 "$j")
-    rows+=("| 1000 lines \`-j $j\` streamed, HTTPS | $secs s | $i s | $(ratio "$secs" "$i") | info | $(mb "$kb") MB | $([ "$j" = 64 ] && verdict "$(mb "$kb")" 24 || echo info) | $conns |")
+    rows+=("| 1000 lines \`-j $j\` streamed, HTTPS | $secs s | $i s | $(ratio "$secs" "$i") | info | $(mb "$kb") MB | info | $conns |")
 done
 batch 1000 8 "$plain_url"
 rows+=("| 1000 lines \`-j 8\` streamed, HTTP | $secs s | $(ideal 1000 8) s | $(ratio "$secs" "$(ideal 1000 8)") | info | $(mb "$kb") MB | info | $conns |")

@@ -778,3 +778,36 @@ fn with_a_schema_lines_carry_the_validated_object() {
     assert_eq!(ada["messages"][0]["content"], "Names only.");
     assert_eq!(ada["messages"][2]["content"], "Next.");
 }
+
+#[test]
+fn large_request_bodies_and_response_heads_pass_the_batch_buffers() {
+    // A batch's connections have smaller buffers than a single call's (64 KiB in, 16 KiB
+    // out, src/client/mod.rs): a body larger than the output buffer goes in pieces, and
+    // a response head up to ureq's 64 KiB limit still fits the input buffer.
+    let big_header = "h".repeat(48 * 1024);
+    let server = start(move |prompt, _| reply(prompt).header("x-large", big_header.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let long = "long prompt ".repeat(10_000);
+    let input = format!(
+        "{}\n{}\n",
+        json!({"id": "a", "prompt": long}),
+        json!({"id": "b", "prompt": "short"})
+    );
+    let path = write(dir.path(), "in.jsonl", &input);
+    let mut c = batch_cmd(&server, &path);
+    c.args(["-j", "2"]);
+    let assert = run(c)
+        .code(0)
+        .stderr("cs-msg: 2 ok, 0 failed; tokens: input 2, output 4\n");
+    assert_eq!(
+        stdout_of(&assert),
+        format!(
+            "{}\n{}\n",
+            ok_line(json!("a"), 0, &long),
+            ok_line(json!("b"), 1, "short")
+        )
+    );
+    let mut seen = prompts(&server);
+    seen.sort_by_key(|p| p.len());
+    assert_eq!(seen, vec!["short".to_owned(), long]);
+}
