@@ -385,11 +385,14 @@ fn timeout_failure(net: &Network) -> Failure {
 }
 
 /// Failures before a response arrived: connection refused, DNS, timeouts short of the
-/// whole-call limit. TLS and URL problems will not fix themselves.
+/// whole-call limit. TLS and URL problems will not fix themselves: a certificate the
+/// roots do not vouch for reaches here as an I/O error of kind `InvalidData` (rustls
+/// through ureq), and is not retried.
 fn is_retryable_transport(e: &ureq::Error) -> bool {
     use ureq::Error::*;
     match e {
         Timeout(t) => *t != ureq::Timeout::Global,
+        Io(io) if io.kind() == std::io::ErrorKind::InvalidData => false,
         Io(_) | ConnectionFailed | HostNotFound | Protocol(_) | BodyStalled => true,
         _ => false,
     }
@@ -472,6 +475,17 @@ mod tests {
         let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
         assert_eq!(d(&[("retry-after", &past)]), Some(Duration::ZERO));
         assert_eq!(d(&[]), None);
+    }
+
+    #[test]
+    fn tls_certificate_errors_are_not_retried() {
+        let bad_cert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        );
+        assert!(!is_retryable_transport(&ureq::Error::Io(bad_cert)));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_retryable_transport(&ureq::Error::Io(reset)));
     }
 
     #[test]
