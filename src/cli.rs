@@ -1,5 +1,5 @@
 //! The command line, as clap definitions only. Meaning is given to these values in
-//! `config.rs`; nothing here touches the environment beyond clap's `env` fallbacks.
+//! `config/`; nothing here touches the environment beyond clap's `env` fallbacks.
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! The request fields a call sets (model, limits, sampling, tools, thinking), the
 //! rules each must follow, and which of them the user typed explicitly.
 //!
-//! Flags and batch lines both end up here: the flags through `config.rs`, a line's
+//! Flags and batch lines both end up here: the flags through `config/`, a line's
 //! overrides through `batch/line.rs`. Both run the same rules ([`rules`]) and the same
 //! cross-field checks ([`Generation::validate`]), so a value refused in one form is
 //! refused in the other with the same message.
