@@ -200,7 +200,7 @@ row "first token: server writes the delta → first stdout byte, median (min–m
 
 # 6. binary size and micro-benchmarks -------------------------------------------------
 size=$(stat -c %s "$bin")
-row "release binary (stripped)" "$(awk -v s="$size" 'BEGIN { printf "%.2f MB", s / 1e6 }')" "" "" "≤ 6 MB" "$(verdict "$size" 6000000)"
+row "release binary (stripped)" "$(awk -v s="$size" 'BEGIN { printf "%.2f MB", s / 1e6 }')" "" "" "≤ 8 MB (issue 10: what one pipeline may cost)" "$(verdict "$size" 8000000)"
 if [ $criterion = 1 ]; then
     say "6/6 cargo bench --bench parse (about a minute after the build)"
     cargo bench --quiet --bench parse >"$work/criterion" 2>&1 || { cat "$work/criterion" >&2; exit 1; }
