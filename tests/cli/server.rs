@@ -1,6 +1,7 @@
 //! The one scripted HTTP/1.1 server for tests that need more than mockito: per-request
 //! delays, bodies sent in chunks with pauses between them, connections cut mid-body,
-//! stalls, sockets held open after the body, keep-alive, and a record of every request
+//! stalls, endless bodies, sockets held open after the body, keep-alive, handlers that
+//! wait, and a record of every request
 //! and of every accepted connection.
 //!
 //! ```ignore
@@ -114,6 +115,7 @@ pub struct Response {
     cut_after: Option<usize>,
     hold: Duration,
     close: bool,
+    endless: Option<Vec<u8>>,
 }
 
 impl Response {
@@ -129,6 +131,7 @@ impl Response {
             cut_after: None,
             hold: Duration::ZERO,
             close: false,
+            endless: None,
         }
     }
 
@@ -228,6 +231,14 @@ impl Response {
     /// then closes it: the client must finish from the framing, not from the close.
     pub fn hold(mut self, d: Duration) -> Response {
         self.hold = d;
+        self
+    }
+
+    /// After the parts, writes `bytes` again and again (one HTTP chunk each when
+    /// chunked; best with [`close_delimited`](Self::close_delimited)) until the client
+    /// hangs up or the server is dropped: a body that never ends.
+    pub fn endless(mut self, bytes: impl Into<Vec<u8>>) -> Response {
+        self.endless = Some(bytes.into());
         self
     }
 
@@ -605,25 +616,23 @@ fn respond(shared: &Shared, w: &mut TcpStream, r: &Response) -> io::Result<bool>
             Part::Bytes(bytes) => {
                 let send = &bytes[..bytes.len().min(budget)];
                 budget -= send.len();
-                if r.framing == Framing::Chunked {
-                    if bytes.is_empty() {
-                        continue; // an empty chunk would end the body
-                    }
-                    w.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
-                    w.write_all(send)?;
-                    if send.len() == bytes.len() {
-                        w.write_all(b"\r\n")?;
-                    }
-                } else {
-                    w.write_all(send)?;
-                }
-                if send.len() < bytes.len() {
+                if !write_part(w, r.framing, bytes, send)? {
                     return Ok(false); // cut mid-body
                 }
             }
         }
     }
     if r.cut_after.is_some() {
+        return Ok(false);
+    }
+    if let Some(bytes) = &r.endless
+        && !bytes.is_empty()
+    {
+        // Ends with a write error once the client hangs up (or the drop shuts the
+        // socket down), or at the next round once the server stops.
+        while !shared.is_stopped() {
+            write_part(w, r.framing, bytes, bytes)?;
+        }
         return Ok(false);
     }
     if r.framing == Framing::Chunked {
@@ -635,6 +644,24 @@ fn respond(shared: &Shared, w: &mut TcpStream, r: &Response) -> io::Result<bool>
         return Ok(false);
     }
     Ok(!r.close && r.framing != Framing::Close)
+}
+
+/// Writes `send`, the whole or a first part of the body part `bytes`, framed; returns
+/// whether it was the whole.
+fn write_part(w: &mut TcpStream, framing: Framing, bytes: &[u8], send: &[u8]) -> io::Result<bool> {
+    if framing == Framing::Chunked {
+        if bytes.is_empty() {
+            return Ok(true); // an empty chunk would end the body
+        }
+        w.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
+        w.write_all(send)?;
+        if send.len() == bytes.len() {
+            w.write_all(b"\r\n")?;
+        }
+    } else {
+        w.write_all(send)?;
+    }
+    Ok(send.len() == bytes.len())
 }
 
 // ---- The server's own tests, over raw sockets (exact bytes on the wire) ----
@@ -755,6 +782,27 @@ mod tests {
         drop(server);
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         assert_eq!(s.read(&mut [0; 1]).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_endless_body_repeats_until_the_client_hangs_up() {
+        let server = Server::script([Response::new(200)
+            .close_delimited()
+            .chunk("head;")
+            .endless("ab")]);
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(POST.as_bytes()).unwrap();
+        let expected = format!(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nhead;{}",
+            "ab".repeat(100_000)
+        );
+        let mut got = vec![0; expected.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), expected);
+        // The writer ends with the connection: the drop joins it.
+        drop(s);
+        drop(server);
     }
 
     #[test]
