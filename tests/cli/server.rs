@@ -58,6 +58,7 @@ pub struct Request {
     pub index: usize,
     /// Which accepted connection it came on, from 0 (see [`Server::connections`]).
     pub connection: usize,
+    stop: Arc<Stop>,
 }
 
 impl Request {
@@ -82,6 +83,12 @@ impl Request {
     /// The body as JSON (panics if it is not JSON: a test expectation).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+
+    /// For a handler that must wait on something before it answers (another request,
+    /// say): sleeps `d`, or less if the server is dropped. Returns false if it was.
+    pub fn sleep(&self, d: Duration) -> bool {
+        self.stop.sleep(d)
     }
 }
 
@@ -281,8 +288,7 @@ struct Shared {
     handler: Box<Handler>,
     requests: Mutex<Vec<Request>>,
     connections: AtomicUsize,
-    stopped: Mutex<bool>,
-    wake: Condvar,
+    stop: Arc<Stop>,
     /// A handle on every open connection's socket (by connection number), to shut it
     /// down on drop.
     open: Mutex<HashMap<usize, TcpStream>>,
@@ -295,11 +301,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Whether the server was dropped, and the wake-up of every wait when it is.
+#[derive(Debug, Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
 impl Shared {
     fn is_stopped(&self) -> bool {
-        *lock(&self.stopped)
+        *lock(&self.stop.stopped)
     }
 
+    fn sleep(&self, d: Duration) -> bool {
+        self.stop.sleep(d)
+    }
+}
+
+impl Stop {
     /// Sleeps `d`, or less if the server stops. Returns false if it stopped.
     fn sleep(&self, d: Duration) -> bool {
         let guard = lock(&self.stopped);
@@ -320,8 +339,7 @@ impl Server {
             handler: Box::new(handler),
             requests: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
-            stopped: Mutex::new(false),
-            wake: Condvar::new(),
+            stop: Arc::default(),
             open: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
             problems: Mutex::new(Vec::new()),
@@ -374,8 +392,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        *lock(&self.shared.stopped) = true;
-        self.shared.wake.notify_all();
+        *lock(&self.shared.stop.stopped) = true;
+        self.shared.stop.wake.notify_all();
         // Wakes the blocking accept; if even that fails, leave the thread behind rather
         // than hang the test.
         let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).is_ok();
@@ -428,7 +446,8 @@ fn serve(shared: &Shared, stream: &TcpStream, connection: usize) -> io::Result<(
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream.try_clone()?;
     loop {
-        let Some(mut request) = read_request(&mut reader, &mut writer, connection)? else {
+        let Some(mut request) = read_request(&mut reader, &mut writer, connection, &shared.stop)?
+        else {
             return Ok(());
         };
         if shared.is_stopped() {
@@ -467,6 +486,7 @@ fn read_request(
     reader: &mut BufReader<TcpStream>,
     writer: &mut TcpStream,
     connection: usize,
+    stop: &Arc<Stop>,
 ) -> io::Result<Option<Request>> {
     let mut line = String::new();
     // Blank lines before a request line are allowed (HTTP/1.1 robustness).
@@ -535,6 +555,7 @@ fn read_request(
         at: Instant::now(),
         index: 0,
         connection,
+        stop: Arc::clone(stop),
     }))
 }
 
@@ -803,6 +824,29 @@ mod tests {
         // The writer ends with the connection: the drop joins it.
         drop(s);
         drop(server);
+    }
+
+    #[test]
+    fn a_handler_may_wait_and_the_drop_ends_its_wait() {
+        let server = Server::new(|req| {
+            let answer = if req.sleep(Duration::from_secs(600)) {
+                "slept"
+            } else {
+                "woken"
+            };
+            Response::new(200).body(answer)
+        });
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.write_all(POST.as_bytes()).unwrap();
+        while server.request_count() == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Dropping ends the 600 s wait at once; the answer then goes unsent.
+        drop(server);
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "");
     }
 
     #[test]
