@@ -3,14 +3,13 @@
 //! endpoint that refuses them. Placement is read from `--dry-run` where it can be, and
 //! from the bodies a server received where a request is only made while running.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::common::*;
+use crate::server::{Request, Response, Server};
 
 const CC: &str = r#"{"type":"ephemeral"}"#;
 
@@ -544,7 +543,7 @@ fn usage_shows_a_cache_hit() {
 /// breakpoint of the messages, here the `-f` file. The first answer is held for
 /// `first_delay`.
 struct CacheServer {
-    url: String,
+    server: Server,
     log: Arc<Mutex<Log>>,
 }
 
@@ -561,96 +560,61 @@ const PREFIX_TOKENS: u64 = 1000;
 
 impl CacheServer {
     fn start(first_delay: Duration) -> CacheServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let log = Arc::new(Mutex::new(Log::default()));
         let shared = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let log = Arc::clone(&shared);
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &log, first_delay);
-                });
-            }
-        });
-        CacheServer { url, log }
+        let server = Server::new(move |req| answer(req, &shared, first_delay));
+        CacheServer { server, log }
+    }
+
+    fn url(&self) -> &str {
+        self.server.url()
     }
 }
 
-fn serve(stream: TcpStream, log: &Mutex<Log>, first_delay: Duration) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    loop {
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        let body: Value = serde_json::from_slice(&body).unwrap();
-        let prompt = body["messages"][0]["content"]
-            .as_array()
-            .and_then(|c| c.last())
-            .and_then(|b| b["text"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let cached = body.to_string().contains("cache_control");
-        let (first, usage) = {
-            let mut log = log.lock().unwrap();
-            let first = log.arrivals.is_empty();
-            log.arrivals.push((Instant::now(), prompt.clone(), body));
-            let usage = if !cached {
-                json!({"input_tokens": PREFIX_TOKENS + 10, "output_tokens": 5})
-            } else if log.first_answered.is_some() && log.written {
-                json!({"input_tokens": 10, "output_tokens": 5,
-                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": PREFIX_TOKENS})
-            } else {
-                log.written = true;
-                json!({"input_tokens": 10, "output_tokens": 5,
-                       "cache_creation_input_tokens": PREFIX_TOKENS, "cache_read_input_tokens": 0})
-            };
-            (first, usage)
+fn answer(req: &Request, log: &Mutex<Log>, first_delay: Duration) -> Response {
+    let body = req.json();
+    let prompt = body["messages"][0]["content"]
+        .as_array()
+        .and_then(|c| c.last())
+        .and_then(|b| b["text"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let cached = body.to_string().contains("cache_control");
+    let (first, usage) = {
+        let mut log = log.lock().unwrap();
+        let first = log.arrivals.is_empty();
+        log.arrivals.push((Instant::now(), prompt.clone(), body));
+        let usage = if !cached {
+            json!({"input_tokens": PREFIX_TOKENS + 10, "output_tokens": 5})
+        } else if log.first_answered.is_some() && log.written {
+            json!({"input_tokens": 10, "output_tokens": 5,
+                   "cache_creation_input_tokens": 0, "cache_read_input_tokens": PREFIX_TOKENS})
+        } else {
+            log.written = true;
+            json!({"input_tokens": 10, "output_tokens": 5,
+                   "cache_creation_input_tokens": PREFIX_TOKENS, "cache_read_input_tokens": 0})
         };
-        if first {
-            // A zero delay holds the first answer until another request arrives (at
-            // most 10 s): a batch that does not wait for it shows at once.
-            let started = Instant::now();
-            if first_delay.is_zero() {
-                while log.lock().unwrap().arrivals.len() < 2
-                    && started.elapsed() < Duration::from_secs(10)
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            std::thread::sleep(first_delay);
+        (first, usage)
+    };
+    if first {
+        // A zero delay holds the first answer until another request arrives (at
+        // most 10 s): a batch that does not wait for it shows at once.
+        let started = Instant::now();
+        if first_delay.is_zero() {
+            while log.lock().unwrap().arrivals.len() < 2
+                && started.elapsed() < Duration::from_secs(10)
+                && req.sleep(Duration::from_millis(5))
+            {}
         }
-        let message = json!({"id":"msg_c","type":"message","role":"assistant","model":"m",
-            "content":[{"type":"text","text":format!("echo: {prompt}")}],
-            "stop_reason":"end_turn","stop_sequence":null,"usage":usage});
-        let text = message.to_string();
-        if first {
-            log.lock().unwrap().first_answered = Some(Instant::now());
-        }
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            text.len()
-        );
-        writer.write_all(format!("{head}{text}").as_bytes())?;
-        writer.flush()?;
+        req.sleep(first_delay);
     }
+    let message = json!({"id":"msg_c","type":"message","role":"assistant","model":"m",
+        "content":[{"type":"text","text":format!("echo: {prompt}")}],
+        "stop_reason":"end_turn","stop_sequence":null,"usage":usage});
+    if first {
+        log.lock().unwrap().first_answered = Some(Instant::now());
+    }
+    Response::json(200, message.to_string())
 }
 
 fn batch_input(dir: &std::path::Path, lines: usize) {
@@ -666,7 +630,7 @@ fn batch_lines_mark_the_files_and_the_first_line_warms_the_cache_alone() {
     let mut c = cmd();
     c.current_dir(dir.path())
         .env("CS_MSG_API_KEY", KEY)
-        .args(["--base-url", &server.url, "--cache", "-s", "sys"])
+        .args(["--base-url", server.url(), "--cache", "-s", "sys"])
         .args(["-f", "a.txt", "--batch", "in.jsonl", "-j", "4"]);
     let assert = run(c).success();
     // One write of the prefix, seven reads: 7000 / (7000 + 1000 + 80) = 86.6%.
@@ -706,7 +670,7 @@ fn without_the_warm_up_every_worker_writes_the_prefix() {
     c.current_dir(dir.path())
         .env("CS_MSG_API_KEY", KEY)
         .env("CS_MSG_NO_WARMUP", "1")
-        .args(["--base-url", &server.url, "--cache", "-f", "a.txt"])
+        .args(["--base-url", server.url(), "--cache", "-f", "a.txt"])
         .args(["--batch", "in.jsonl", "-j", "4"]);
     let stderr = stderr_of(&run(c).success());
     let log = server.log.lock().unwrap();
@@ -733,7 +697,7 @@ fn without_cache_a_batch_neither_waits_nor_marks() {
     let mut c = cmd();
     c.current_dir(dir.path()).env("CS_MSG_API_KEY", KEY).args([
         "--base-url",
-        &server.url,
+        server.url(),
         "-f",
         "a.txt",
         "--batch",

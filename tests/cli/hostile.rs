@@ -1,12 +1,10 @@
 //! Relays and hostile servers (issue 11): what a misbehaving gateway sends, byte for
 //! byte, and the exact line and exit code cs-msg answers with.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::common::*;
+use crate::server::{Response, Server};
 
 const START_1: &str = r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1}}}"#;
 
@@ -22,37 +20,17 @@ fn stop_reason_delta() -> String {
     )
 }
 
-/// A one-connection HTTP server on 127.0.0.1 that reads the request, sends an
-/// event-stream head and then whatever `body` writes, for what mockito cannot do
-/// (endless bodies, sockets held open, writes spread over time).
-fn raw_stream_server(
-    body: impl FnOnce(&mut TcpStream) + Send + 'static,
-) -> (String, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let handle = std::thread::spawn(move || {
-        let Ok((mut stream, _)) = listener.accept() else {
-            return;
-        };
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut request = vec![0; length];
-        let _ = reader.read_exact(&mut request);
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nrequest-id: req_raw\r\nconnection: close\r\n\r\n";
-        if stream.write_all(head.as_bytes()).is_ok() {
-            body(&mut stream);
-        }
-    });
-    (url, handle)
+/// Longer than any test: a hold this long lasts until the server is dropped.
+const FOREVER: Duration = Duration::from_secs(600);
+
+/// The one response of a server on 127.0.0.1 for what mockito cannot do (endless
+/// bodies, sockets held open, writes spread over time): an event-stream head, then a
+/// body that ends when the connection closes.
+fn raw_stream() -> Response {
+    Response::new(200)
+        .header("content-type", "text/event-stream")
+        .header("request-id", "req_raw")
+        .close_delimited()
 }
 
 // ---------------------------------------------------------------------------------
@@ -63,12 +41,10 @@ fn endless_short_data_lines_are_refused_in_one_line_with_memory_bounded() {
     // An endless run of "data: x" lines with no blank line: the event cap counts every
     // line, so cs-msg gives up after 32 MiB (exit 1: malformed, not a network fault)
     // and hangs up; the server writes until the socket closes.
-    let (url, server) = raw_stream_server(|s| {
-        let _ = s.write_all(begin().as_bytes());
-        let chunk = "data: x\n".repeat(8192);
-        while s.write_all(chunk.as_bytes()).is_ok() {}
-    });
-    let child = spawn(&url, &["--no-stdin", "q"], &[]);
+    let server = Server::script([raw_stream()
+        .chunk(begin())
+        .endless("data: x\n".repeat(8192))]);
+    let child = spawn(server.url(), &["--no-stdin", "q"], &[]);
     let peak = peak_rss_while_running(child.id());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -81,7 +57,9 @@ fn endless_short_data_lines_are_refused_in_one_line_with_memory_bounded() {
     if let Some(peak) = peak {
         assert!(peak < 300 * 1024, "peak RSS {peak} KiB");
     }
-    server.join().unwrap();
+    assert_eq!(server.connections(), 1);
+    // The endless writer ended with the connection: the drop joins it.
+    drop(server);
 }
 
 /// The highest VmRSS (KiB) of a running process, sampled until it exits; `None`
@@ -157,19 +135,20 @@ fn done_after_a_stop_reason_is_a_complete_answer() {
 fn done_and_a_socket_held_open_do_not_hold_up_the_answer() {
     // After [DONE] the relay keeps the connection open: cs-msg must not wait for it
     // to close (it would end in the idle timeout, exit 5).
-    let (url, server) = raw_stream_server(|s| {
-        let _ = s.write_all((begin() + &stop_reason_delta() + "data: [DONE]\n\n").as_bytes());
-        let _ = s.flush();
-        // Hold the socket until the client hangs up.
-        let _ = s.read(&mut [0u8; 1]);
-    });
-    let out = spawn(&url, &["--no-stdin", "--idle-timeout", "20", "q"], &[])
-        .wait_with_output()
-        .unwrap();
+    let server = Server::script([raw_stream()
+        .chunk(begin() + &stop_reason_delta() + "data: [DONE]\n\n")
+        .hold(FOREVER)]);
+    let out = spawn(
+        server.url(),
+        &["--no-stdin", "--idle-timeout", "20", "q"],
+        &[],
+    )
+    .wait_with_output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
-    server.join().unwrap();
+    assert_eq!(server.connections(), 1);
 }
 
 #[test]
@@ -204,25 +183,20 @@ fn an_error_event_after_message_stop_in_the_same_read_is_ignored() {
 
 #[test]
 fn an_error_event_after_message_stop_in_a_later_read_is_ignored() {
-    let (url, server) = raw_stream_server(|s| {
-        let _ = s.write_all(text_stream(&["hi"]).as_bytes());
-        let _ = s.flush();
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = s.write_all(
-            event(
-                "error",
-                r#"{"type":"error","error":{"type":"api_error","message":"late"}}"#,
-            )
-            .as_bytes(),
-        );
-    });
-    let out = spawn(&url, &["--no-stdin", "q"], &[])
+    let server = Server::script([raw_stream()
+        .chunk(text_stream(&["hi"]))
+        .pause(Duration::from_millis(300))
+        .chunk(event(
+            "error",
+            r#"{"type":"error","error":{"type":"api_error","message":"late"}}"#,
+        ))]);
+    let out = spawn(server.url(), &["--no-stdin", "q"], &[])
         .wait_with_output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
-    server.join().unwrap();
+    assert_eq!(server.connections(), 1);
 }
 
 // ---------------------------------------------------------------------------------

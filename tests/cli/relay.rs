@@ -1,99 +1,51 @@
 //! Relays on the wire (issue 11 items 1, 6, 8, 9, 10; issue 12 item 1): errors inside
 //! a 2xx, compressed and empty bodies, partial text before a failure, the fallback
-//! model, and connection reuse. A scripted keep-alive HTTP/1.1 server of its own
-//! (below) answers each request with raw bytes, records the requests and counts the
-//! connections it accepted.
+//! model, and connection reuse, against the tests' scripted server (`server.rs`),
+//! which records the requests and counts the connections it accepted.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::common::*;
+use crate::server::{Request, Response, Server};
 
 // ---------------------------------------------------------------------------------
 // The server
 
-/// What a connection does once a reply is written.
-#[derive(Clone, Copy, PartialEq)]
-enum After {
-    /// Waits for the next request on the same connection.
-    KeepAlive,
-    /// Closes the connection.
-    Close,
-    /// Holds the socket open, sending nothing, until the client hangs up.
-    Hold,
-}
-
-struct Reply {
-    bytes: Vec<u8>,
-    after: After,
-}
-
-impl Reply {
-    fn then(mut self, after: After) -> Reply {
-        self.after = after;
-        self
-    }
-}
-
-struct Request {
-    head: String,
-    body: Value,
-}
-
-type Handler = dyn Fn(&Value, usize) -> Reply + Send + Sync;
+/// Longer than any test: a pause this long lasts until the server is dropped.
+const FOREVER: Duration = Duration::from_secs(600);
 
 struct Relay {
-    url: String,
-    connections: Arc<AtomicUsize>,
-    requests: Arc<Mutex<Vec<Request>>>,
+    server: Server,
 }
 
 impl Relay {
-    /// `handler(body, n)` answers the `n`th request (from 0) with the bytes it returns.
-    fn start(handler: impl Fn(&Value, usize) -> Reply + Send + Sync + 'static) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let connections = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let (count, log) = (Arc::clone(&connections), Arc::clone(&requests));
-        // Runs until the test process ends; every connection has a thread of its own.
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                count.fetch_add(1, Ordering::SeqCst);
-                let (log, handler) = (Arc::clone(&log), Arc::clone(&handler));
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &log, &*handler);
-                });
-            }
-        });
-        Relay {
-            url,
-            connections,
-            requests,
-        }
+    /// `handler(body, n)` answers the `n`th request (from 0).
+    fn start(handler: impl Fn(&Value, usize) -> Response + Send + Sync + 'static) -> Relay {
+        let server = Server::new(move |req: &Request| handler(&req.json(), req.index));
+        Relay { server }
+    }
+
+    fn url(&self) -> &str {
+        self.server.url()
     }
 
     fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.server.connections()
     }
 
     /// The `model` of every request, in arrival order.
     fn models(&self) -> Vec<String> {
-        let requests = self.requests.lock().unwrap();
-        requests
+        self.server
+            .requests()
             .iter()
-            .map(|r| r.body["model"].as_str().unwrap_or("").to_owned())
+            .map(|r| r.json()["model"].as_str().unwrap_or("").to_owned())
             .collect()
     }
 
     fn count(&self) -> usize {
-        self.requests.lock().unwrap().len()
+        self.server.request_count()
     }
 
     /// cs-msg pointed at this server, with the test key and no retry waits.
@@ -101,7 +53,7 @@ impl Relay {
         let mut c = cmd();
         c.env("CS_MSG_API_KEY", KEY)
             .arg("--base-url")
-            .arg(&self.url);
+            .arg(self.url());
         c
     }
 
@@ -113,7 +65,7 @@ impl Relay {
             .arg(r#""$0" "$@"; echo END"#)
             .arg(assert_cmd::cargo::cargo_bin!("cs-msg"))
             .arg("--base-url")
-            .arg(&self.url)
+            .arg(self.url())
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -126,69 +78,21 @@ impl Relay {
     }
 }
 
-fn serve(stream: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handler) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    loop {
-        let mut head = String::new();
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            if line == "\r\n" && !head.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            head += &line;
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let n = {
-            let mut log = log.lock().unwrap();
-            log.push(Request {
-                head,
-                body: body.clone(),
-            });
-            log.len() - 1
-        };
-        let reply = handler(&body, n);
-        writer.write_all(&reply.bytes)?;
-        writer.flush()?;
-        match reply.after {
-            After::KeepAlive => {}
-            After::Close => return Ok(()),
-            After::Hold => {
-                // Until the client hangs up (or sends anything).
-                let _ = reader.read(&mut [0u8; 1]);
-                return Ok(());
-            }
-        }
-    }
+/// `status` with this relay's request id.
+fn reply(status: u16) -> Response {
+    Response::new(status).header("request-id", "req_relay")
 }
 
 /// A whole response with a content-length.
-fn http(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-    let mut bytes = format!("HTTP/1.1 {status} X\r\nrequest-id: req_relay\r\n");
+fn http(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut r = reply(status);
     for (k, v) in headers {
-        bytes += &format!("{k}: {v}\r\n");
+        r = r.header(*k, *v);
     }
-    bytes += &format!("content-length: {}\r\n\r\n", body.len());
-    let mut bytes = bytes.into_bytes();
-    bytes.extend_from_slice(body);
-    Reply {
-        bytes,
-        after: After::KeepAlive,
-    }
+    r.body(body)
 }
 
-fn json_reply(status: u16, body: &str) -> Reply {
+fn json_reply(status: u16, body: &str) -> Response {
     http(
         status,
         &[("content-type", "application/json")],
@@ -196,29 +100,27 @@ fn json_reply(status: u16, body: &str) -> Reply {
     )
 }
 
-/// A chunked event stream: `body` as one chunk, then the terminator unless `open`.
-fn chunked_sse(body: &[u8], terminate: bool) -> Reply {
-    let mut bytes = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nrequest-id: req_relay\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
-    if !body.is_empty() {
-        bytes.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
-        bytes.extend_from_slice(body);
-        bytes.extend_from_slice(b"\r\n");
-    }
-    if terminate {
-        bytes.extend_from_slice(b"0\r\n\r\n");
-    }
-    Reply {
-        bytes,
-        after: After::KeepAlive,
-    }
+/// A chunked event stream with `body` as one chunk; the terminator follows.
+fn sse(body: &str) -> Response {
+    reply(200)
+        .header("content-type", "text/event-stream")
+        .chunked()
+        .chunk(body)
 }
 
-fn sse(body: &str) -> Reply {
-    chunked_sse(body.as_bytes(), true)
+/// [`sse`] whose terminator never comes: the socket stays open, silent, until the
+/// server is dropped.
+fn unterminated_sse(body: &str) -> Response {
+    sse(body).pause(FOREVER)
 }
 
-/// The head of a stream whose body ends when the connection closes.
-const SSE_CLOSE: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nrequest-id: req_relay\r\nconnection: close\r\n\r\n";
+/// A stream whose body ends when the connection closes.
+fn sse_close(body: &str) -> Response {
+    reply(200)
+        .header("content-type", "text/event-stream")
+        .close_delimited()
+        .chunk(body)
+}
 
 /// A complete stream answering `text` as model `model`.
 fn answer(model: &str, text: &str) -> String {
@@ -227,7 +129,7 @@ fn answer(model: &str, text: &str) -> String {
 
 /// "hi" as the model the request asked for: streamed if the request asked for a
 /// stream, else a whole message.
-fn echo_model(body: &Value) -> Reply {
+fn echo_model(body: &Value) -> Response {
     let model = body["model"].as_str().unwrap_or("m");
     if body["stream"] == json!(true) {
         return sse(&answer(model, "hi"));
@@ -245,6 +147,15 @@ fn envelope(kind: &str, message: &str) -> String {
 /// The stream of "hi" up to, not including, its `message_delta`.
 fn begin() -> String {
     cut_before(&text_stream(&["hi"]), "event: message_delta")
+}
+
+/// A request's head as sent: its request line and headers.
+fn head(r: &Request) -> String {
+    let mut head = r.request_line() + "\r\n";
+    for (k, v) in &r.headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    head
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -430,14 +341,11 @@ fn a_compressed_body_is_reported_in_one_line_naming_the_encoding() {
             "cs-msg: malformed response: the body is {what} {tail}\n"
         ));
         // Asked for none: no Accept-Encoding was sent.
-        let requests = relay.requests.lock().unwrap();
+        let requests = relay.server.requests();
+        let head = head(&requests[0]);
         assert!(
-            !requests[0]
-                .head
-                .to_ascii_lowercase()
-                .contains("accept-encoding"),
-            "{}",
-            requests[0].head
+            !head.to_ascii_lowercase().contains("accept-encoding"),
+            "{head}"
         );
     }
 }
@@ -480,26 +388,15 @@ fn help_never_shows_the_base_url_from_the_environment() {
 
 #[test]
 fn an_empty_2xx_body_says_so_streamed_or_not() {
-    let cases: [(Reply, &[&str]); 4] = [
+    let cases: [(Response, &[&str]); 4] = [
         (json_reply(200, ""), &["--no-stream"]),
         (json_reply(200, "\r\n"), &["--no-stream"]),
         (sse(""), &[]),
         // Headers, then the connection closes without a byte of body.
-        (
-            Reply {
-                bytes: SSE_CLOSE.as_bytes().to_vec(),
-                after: After::Close,
-            },
-            &[],
-        ),
+        (sse_close(""), &[]),
     ];
     for (reply, args) in cases {
-        let bytes = reply.bytes.clone();
-        let after = reply.after;
-        let relay = Relay::start(move |_, _| Reply {
-            bytes: bytes.clone(),
-            after,
-        });
+        let relay = Relay::start(move |_, _| reply.clone());
         let mut c = relay.cmd();
         c.args(args).arg("q");
         // Exit 5, as a dropped connection, and not retried (see response::empty_body).
@@ -516,20 +413,17 @@ fn an_empty_2xx_body_says_so_streamed_or_not() {
 
 #[test]
 fn partial_text_ends_its_line_before_the_error_line_on_every_failure() {
-    let cases: [(Reply, &[&str], i32, &str); 4] = [
+    let cases: [(Response, &[&str], i32, &str); 4] = [
         // Truncated: the connection closes before message_stop.
         (
-            Reply {
-                bytes: (SSE_CLOSE.to_owned() + &begin()).into_bytes(),
-                after: After::Close,
-            },
+            sse_close(&begin()),
             &[],
             5,
             "cs-msg: the stream ended before message_stop; the answer is incomplete (request-id req_relay)\n",
         ),
         // A read that fails: the server falls silent past --idle-timeout.
         (
-            chunked_sse(begin().as_bytes(), false).then(After::Hold),
+            unterminated_sse(&begin()),
             &["--idle-timeout", "0.3"],
             5,
             "cs-msg: timed out: no data from the server for 0.3 s (--idle-timeout); the answer is incomplete (request-id req_relay)\n",
@@ -554,12 +448,7 @@ fn partial_text_ends_its_line_before_the_error_line_on_every_failure() {
         ),
     ];
     for (reply, args, code, stderr) in cases {
-        let bytes = reply.bytes.clone();
-        let after = reply.after;
-        let relay = Relay::start(move |_, _| Reply {
-            bytes: bytes.clone(),
-            after,
-        });
+        let relay = Relay::start(move |_, _| reply.clone());
         let mut all = args.to_vec();
         all.extend(["--no-stdin", "q"]);
         let out = relay.then_echo(&all);
@@ -577,7 +466,7 @@ fn partial_text_ends_its_line_before_the_error_line_on_every_failure() {
 
 /// A gateway on which `claude-opus-4.6` fails with `failure` and every other model
 /// answers "hi" (naming itself in the message).
-fn gateway(failure: impl Fn() -> Reply + Send + Sync + 'static) -> Relay {
+fn gateway(failure: impl Fn() -> Response + Send + Sync + 'static) -> Relay {
     Relay::start(move |body, _| match body["model"].as_str() {
         Some("claude-opus-4.6") => failure(),
         _ => echo_model(body),
@@ -755,7 +644,7 @@ fn a_socket_held_open_after_message_stop_is_dropped_not_waited_for() {
     // line gets a connection of its own.
     let relay = Relay::start(|body, _| {
         let model = body["model"].as_str().unwrap_or("m").to_owned();
-        chunked_sse(answer(&model, "hi").as_bytes(), false).then(After::Hold)
+        unterminated_sse(&answer(&model, "hi"))
     });
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");

@@ -1,6 +1,7 @@
 //! The one scripted HTTP/1.1 server for tests that need more than mockito: per-request
 //! delays, bodies sent in chunks with pauses between them, connections cut mid-body,
-//! stalls, sockets held open after the body, keep-alive, and a record of every request
+//! stalls, endless bodies, sockets held open after the body, keep-alive, handlers that
+//! wait, and a record of every request
 //! and of every accepted connection.
 //!
 //! ```ignore
@@ -57,6 +58,7 @@ pub struct Request {
     pub index: usize,
     /// Which accepted connection it came on, from 0 (see [`Server::connections`]).
     pub connection: usize,
+    stop: Arc<Stop>,
 }
 
 impl Request {
@@ -81,6 +83,12 @@ impl Request {
     /// The body as JSON (panics if it is not JSON: a test expectation).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+
+    /// For a handler that must wait on something before it answers (another request,
+    /// say): sleeps `d`, or less if the server is dropped. Returns false if it was.
+    pub fn sleep(&self, d: Duration) -> bool {
+        self.stop.sleep(d)
     }
 }
 
@@ -114,6 +122,7 @@ pub struct Response {
     cut_after: Option<usize>,
     hold: Duration,
     close: bool,
+    endless: Option<Vec<u8>>,
 }
 
 impl Response {
@@ -129,6 +138,7 @@ impl Response {
             cut_after: None,
             hold: Duration::ZERO,
             close: false,
+            endless: None,
         }
     }
 
@@ -231,6 +241,14 @@ impl Response {
         self
     }
 
+    /// After the parts, writes `bytes` again and again (one HTTP chunk each when
+    /// chunked; best with [`close_delimited`](Self::close_delimited)) until the client
+    /// hangs up or the server is dropped: a body that never ends.
+    pub fn endless(mut self, bytes: impl Into<Vec<u8>>) -> Response {
+        self.endless = Some(bytes.into());
+        self
+    }
+
     /// Sends `connection: close` and closes after the response (no keep-alive).
     pub fn close(mut self) -> Response {
         self.close = true;
@@ -270,8 +288,7 @@ struct Shared {
     handler: Box<Handler>,
     requests: Mutex<Vec<Request>>,
     connections: AtomicUsize,
-    stopped: Mutex<bool>,
-    wake: Condvar,
+    stop: Arc<Stop>,
     /// A handle on every open connection's socket (by connection number), to shut it
     /// down on drop.
     open: Mutex<HashMap<usize, TcpStream>>,
@@ -284,11 +301,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Whether the server was dropped, and the wake-up of every wait when it is.
+#[derive(Debug, Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
 impl Shared {
     fn is_stopped(&self) -> bool {
-        *lock(&self.stopped)
+        *lock(&self.stop.stopped)
     }
 
+    fn sleep(&self, d: Duration) -> bool {
+        self.stop.sleep(d)
+    }
+}
+
+impl Stop {
     /// Sleeps `d`, or less if the server stops. Returns false if it stopped.
     fn sleep(&self, d: Duration) -> bool {
         let guard = lock(&self.stopped);
@@ -309,8 +339,7 @@ impl Server {
             handler: Box::new(handler),
             requests: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
-            stopped: Mutex::new(false),
-            wake: Condvar::new(),
+            stop: Arc::default(),
             open: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
             problems: Mutex::new(Vec::new()),
@@ -363,8 +392,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        *lock(&self.shared.stopped) = true;
-        self.shared.wake.notify_all();
+        *lock(&self.shared.stop.stopped) = true;
+        self.shared.stop.wake.notify_all();
         // Wakes the blocking accept; if even that fails, leave the thread behind rather
         // than hang the test.
         let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).is_ok();
@@ -417,7 +446,8 @@ fn serve(shared: &Shared, stream: &TcpStream, connection: usize) -> io::Result<(
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream.try_clone()?;
     loop {
-        let Some(mut request) = read_request(&mut reader, &mut writer, connection)? else {
+        let Some(mut request) = read_request(&mut reader, &mut writer, connection, &shared.stop)?
+        else {
             return Ok(());
         };
         if shared.is_stopped() {
@@ -456,6 +486,7 @@ fn read_request(
     reader: &mut BufReader<TcpStream>,
     writer: &mut TcpStream,
     connection: usize,
+    stop: &Arc<Stop>,
 ) -> io::Result<Option<Request>> {
     let mut line = String::new();
     // Blank lines before a request line are allowed (HTTP/1.1 robustness).
@@ -524,6 +555,7 @@ fn read_request(
         at: Instant::now(),
         index: 0,
         connection,
+        stop: Arc::clone(stop),
     }))
 }
 
@@ -605,25 +637,23 @@ fn respond(shared: &Shared, w: &mut TcpStream, r: &Response) -> io::Result<bool>
             Part::Bytes(bytes) => {
                 let send = &bytes[..bytes.len().min(budget)];
                 budget -= send.len();
-                if r.framing == Framing::Chunked {
-                    if bytes.is_empty() {
-                        continue; // an empty chunk would end the body
-                    }
-                    w.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
-                    w.write_all(send)?;
-                    if send.len() == bytes.len() {
-                        w.write_all(b"\r\n")?;
-                    }
-                } else {
-                    w.write_all(send)?;
-                }
-                if send.len() < bytes.len() {
+                if !write_part(w, r.framing, bytes, send)? {
                     return Ok(false); // cut mid-body
                 }
             }
         }
     }
     if r.cut_after.is_some() {
+        return Ok(false);
+    }
+    if let Some(bytes) = &r.endless
+        && !bytes.is_empty()
+    {
+        // Ends with a write error once the client hangs up (or the drop shuts the
+        // socket down), or at the next round once the server stops.
+        while !shared.is_stopped() {
+            write_part(w, r.framing, bytes, bytes)?;
+        }
         return Ok(false);
     }
     if r.framing == Framing::Chunked {
@@ -635,6 +665,24 @@ fn respond(shared: &Shared, w: &mut TcpStream, r: &Response) -> io::Result<bool>
         return Ok(false);
     }
     Ok(!r.close && r.framing != Framing::Close)
+}
+
+/// Writes `send`, the whole or a first part of the body part `bytes`, framed; returns
+/// whether it was the whole.
+fn write_part(w: &mut TcpStream, framing: Framing, bytes: &[u8], send: &[u8]) -> io::Result<bool> {
+    if framing == Framing::Chunked {
+        if bytes.is_empty() {
+            return Ok(true); // an empty chunk would end the body
+        }
+        w.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
+        w.write_all(send)?;
+        if send.len() == bytes.len() {
+            w.write_all(b"\r\n")?;
+        }
+    } else {
+        w.write_all(send)?;
+    }
+    Ok(send.len() == bytes.len())
 }
 
 // ---- The server's own tests, over raw sockets (exact bytes on the wire) ----
@@ -755,6 +803,50 @@ mod tests {
         drop(server);
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         assert_eq!(s.read(&mut [0; 1]).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_endless_body_repeats_until_the_client_hangs_up() {
+        let server = Server::script([Response::new(200)
+            .close_delimited()
+            .chunk("head;")
+            .endless("ab")]);
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(POST.as_bytes()).unwrap();
+        let expected = format!(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nhead;{}",
+            "ab".repeat(100_000)
+        );
+        let mut got = vec![0; expected.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), expected);
+        // The writer ends with the connection: the drop joins it.
+        drop(s);
+        drop(server);
+    }
+
+    #[test]
+    fn a_handler_may_wait_and_the_drop_ends_its_wait() {
+        let server = Server::new(|req| {
+            let answer = if req.sleep(Duration::from_secs(600)) {
+                "slept"
+            } else {
+                "woken"
+            };
+            Response::new(200).body(answer)
+        });
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.write_all(POST.as_bytes()).unwrap();
+        while server.request_count() == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Dropping ends the 600 s wait at once; the answer then goes unsent.
+        drop(server);
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "");
     }
 
     #[test]
