@@ -282,3 +282,69 @@ fn tool_choice_may_name_an_mcp_tool() {
         "cs-msg: --tool-choice nope: no tool of that name in --tools or the --mcp servers\n",
     );
 }
+
+#[test]
+fn a_batch_shares_one_server_across_its_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let command = format!(
+        "sh -c 'echo $$ >> {}; exec node {}'",
+        pids.display(),
+        server_js("server-everything")
+    );
+    let model = Model::json(|_, body| {
+        if crate::tools::answered(body) {
+            message(json!([text("echoed")]), "end_turn")
+        } else {
+            let prompt = body["messages"][0]["content"][0]["text"].clone();
+            message(
+                json!([call("toolu_1", "echo", json!({"message": prompt}))]),
+                "tool_use",
+            )
+        }
+    });
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "\"one\"\n\"two\"\n\"three\"\n").unwrap();
+    let mut c = api(&model.server);
+    c.args([
+        "--no-stream",
+        "-j",
+        "3",
+        "--connect-timeout",
+        "20",
+        "--mcp-tools",
+        "echo",
+    ])
+    .arg("--mcp")
+    .arg(&command)
+    .arg("--batch")
+    .arg(&input);
+    let out = stdout_of(&run(c).code(0));
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["turns"], 2, "{line}");
+    }
+    // Every line's call reached the one server, which echoed that line's prompt.
+    let mut echoed: Vec<String> = model
+        .bodies()
+        .iter()
+        .filter(|b| crate::tools::answered(b))
+        .map(|b| {
+            b["messages"][2]["content"][0]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    echoed.sort();
+    assert_eq!(echoed, ["Echo: one", "Echo: three", "Echo: two"]);
+    assert_eq!(
+        std::fs::read_to_string(&pids).unwrap().lines().count(),
+        1,
+        "one server per process"
+    );
+}
