@@ -348,3 +348,30 @@ fn a_batch_shares_one_server_across_its_workers() {
         "one server per process"
     );
 }
+
+#[test]
+fn count_tokens_counts_with_the_mcp_tools() {
+    let mut server = mock_server();
+    let mock = server
+        .mock("POST", "/v1/messages/count_tokens")
+        .match_body(mockito::Matcher::PartialJson(
+            json!({"tools": [{"name": "echo"}]}),
+        ))
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"input_tokens": 321}"#)
+        .create();
+    let mut c = api(&server);
+    c.args([
+        "--no-stdin",
+        "--connect-timeout",
+        "20",
+        "--count-tokens",
+        "--mcp-tools",
+        "echo",
+    ])
+    .arg("--mcp")
+    .arg(everything())
+    .arg("q");
+    run(c).code(0).stdout("321\n");
+    mock.assert();
+}

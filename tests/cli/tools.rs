@@ -783,3 +783,17 @@ fn the_turns_of_a_streamed_loop_share_one_connection() {
         "every turn opened its own connection"
     );
 }
+
+#[test]
+fn dry_run_with_exec_prints_the_first_request_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let tool = script(dir.path(), "t.sh", &format!("touch '{}'", marker.display()));
+    let model = Model::json(|_, _| message(json!([text("x")]), "end_turn"));
+    let mut c = loop_cmd(&model, dir.path(), &["t"], &[format!("t={tool}")]);
+    c.args(["--dry-run", "q"]);
+    let body: Value = serde_json::from_str(&stdout_of(&run(c).code(0))).unwrap();
+    assert_eq!(body["tools"][0]["name"], "t");
+    assert!(model.bodies().is_empty());
+    assert!(!marker.exists());
+}
