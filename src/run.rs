@@ -13,9 +13,9 @@ use crate::error::{Failure, snippet, usage};
 use crate::mcp;
 use crate::output::{self, OutputMode, Writer};
 use crate::spinner::{self, Spinner};
-use crate::tool_loop::{self, Exchange, ToolLoop};
+use crate::tool_loop::{self, ToolLoop};
 use crate::tool_result::{self, ToolResult};
-use crate::{batch, call, conversation, files, generate, input, models, request};
+use crate::{batch, conversation, files, generate, input, models, request};
 
 pub fn run(mut config: Config) -> Result<()> {
     let tools = match config.mode {
@@ -64,6 +64,10 @@ fn tools(config: &mut Config) -> Result<Option<ToolLoop>> {
         .executors
         .take()
         .map(|e| ToolLoop::new(e, config.max_turns, config.tool_limits));
+    if tool_loop.is_some() {
+        // A signal kills the running tools' process groups before cs-msg dies.
+        crate::interrupt::on_signal(crate::executor::kill_running);
+    }
     if config.mcp.commands.is_empty() {
         return Ok(tool_loop);
     }
@@ -76,12 +80,8 @@ fn tools(config: &mut Config) -> Result<Option<ToolLoop>> {
     )?;
     let listed = servers
         .iter()
-        .map(|s| Ok((s.name().to_owned(), s.tools()?)))
+        .map(|s| Ok((s.name(), s.tools()?)))
         .collect::<Result<Vec<_>>>()?;
-    let listed: Vec<(&str, Vec<Value>)> = listed
-        .iter()
-        .map(|(name, tools)| (name.as_str(), tools.clone()))
-        .collect();
     let tools = config.generation.tools.get_or_insert_with(Vec::new);
     let defined: Vec<&str> = tools
         .iter()
@@ -244,54 +244,31 @@ fn message(config: &Config, tools: Option<&ToolLoop>) -> Result<()> {
             s.stop();
         }
     };
-    let exchange = match tools {
-        None => {
-            let mut writer = Writer::stdout(config.output_mode, config.show_thinking);
-            let keep_text = config.conversation.is_some();
-            let message = call::send(&client, &body, &mut writer, keep_text, &mut stop_spinner)?;
-            let reply = conversation::reply_content(&message);
-            Exchange {
-                usage: message.get("usage").cloned().unwrap_or(Value::Null),
-                turns: if reply.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![json!({"role": "assistant", "content": reply})]
-                },
-                message,
-                requests: 1,
-                pending: Vec::new(),
-                pending_reason: String::new(),
-            }
-        }
-        Some(tools) => {
-            // A signal kills the running tools' process groups before cs-msg dies.
-            crate::interrupt::on_signal(crate::executor::kill_running);
-            // --json prints only the final message; the turns are collected.
-            let mode = match config.output_mode {
-                OutputMode::Json => OutputMode::Collect,
-                mode => mode,
-            };
-            let mut writer = Writer::stdout(mode, config.show_thinking);
-            let tools = &ToolLoop {
-                cache: history.cache,
-                ..tools.clone()
-            };
-            let exchange = tool_loop::run(
-                &client,
-                tools,
-                body.clone(),
-                &mut writer,
-                config.verbose,
-                &mut stop_spinner,
-            )?;
-            if config.output_mode == OutputMode::Json {
-                let mut writer = Writer::stdout(OutputMode::Json, false);
-                writer.message(&exchange.message)?;
-                writer.finish()?;
-            }
-            exchange
-        }
+    // In a loop, --json prints only the final message: the turns are collected.
+    let collect_json = tools.is_some() && config.output_mode == OutputMode::Json;
+    let mode = match collect_json {
+        true => OutputMode::Collect,
+        false => config.output_mode,
     };
+    let mut writer = Writer::stdout(mode, config.show_thinking);
+    let options = tool_loop::Options {
+        keep_text: config.conversation.is_some(),
+        verbose: config.verbose,
+        cache: history.cache,
+    };
+    let exchange = tool_loop::answer(
+        &client,
+        tools,
+        body.clone(),
+        &mut writer,
+        options,
+        &mut stop_spinner,
+    )?;
+    if collect_json {
+        let mut writer = Writer::stdout(OutputMode::Json, false);
+        writer.message(&exchange.message)?;
+        writer.finish()?;
+    }
     drop(spinner); // erased before any warning below
     if config.verbose {
         let turns = match exchange.requests {

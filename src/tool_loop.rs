@@ -34,9 +34,6 @@ pub struct ToolLoop {
     /// The most requests one loop sends.
     pub max_turns: u32,
     pub limits: Limits,
-    /// `--cache`, when the breakpoints are cs-msg's: each turn moves the one on the
-    /// messages to the end of the history.
-    pub cache: Option<Ttl>,
 }
 
 impl std::fmt::Debug for ToolLoop {
@@ -57,7 +54,6 @@ impl ToolLoop {
             mcp_tools: Vec::new(),
             max_turns,
             limits,
-            cache: None,
         }
     }
 
@@ -162,18 +158,58 @@ impl Exchange {
     }
 }
 
+/// How one answer is asked for, beyond the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The final message must hold its text (see `response::receive`); a loop always
+    /// keeps it, since each turn is sent back.
+    pub keep_text: bool,
+    /// `-v`: one stderr line per tool call.
+    pub verbose: bool,
+    /// `--cache`, when the breakpoints are cs-msg's: each turn moves the one on the
+    /// history to its end, so turn N reads what turn N−1 wrote.
+    pub cache: Option<Ttl>,
+}
+
+/// The answer to `body`, the same way for a single call and a batch line: one request
+/// without `tools`, the whole loop with them.
+pub fn answer<W: Write>(
+    client: &Client,
+    tools: Option<&ToolLoop>,
+    body: Value,
+    writer: &mut Writer<W>,
+    options: Options,
+    first_bytes: &mut dyn FnMut(),
+) -> Result<Exchange> {
+    match tools {
+        Some(tools) => run(client, tools, body, writer, options, first_bytes),
+        None => {
+            let message = call::send(client, &body, writer, options.keep_text, first_bytes)?;
+            let reply = conversation::reply_content(&message);
+            let turns = match reply.is_empty() {
+                true => Vec::new(),
+                false => vec![json!({"role": "assistant", "content": reply})],
+            };
+            let mut usage = Map::new();
+            add_usage(&mut usage, message.get("usage"));
+            Ok(done(message, turns, 1, usage, Vec::new(), String::new()))
+        }
+    }
+}
+
 /// Runs the loop from `body` (a complete request). `writer` prints each turn as its
 /// mode says (text: every turn's text, turns separated by a newline; `--events`:
 /// every event, plus one `cs_msg_tool_result` line per result); bound calls are not
-/// printed, pending ones are, as `tool_use` lines. `verbose`: one stderr line per call.
-pub fn run<W: Write>(
+/// printed, pending ones are, as `tool_use` lines.
+fn run<W: Write>(
     client: &Client,
     tools: &ToolLoop,
     mut body: Value,
     writer: &mut Writer<W>,
-    verbose: bool,
+    options: Options,
     first_bytes: &mut dyn FnMut(),
 ) -> Result<Exchange> {
+    let verbose = options.verbose;
     writer.print_tool_calls(false);
     let mut turns: Vec<Value> = Vec::new();
     let mut usage = Map::new();
@@ -247,7 +283,7 @@ pub fn run<W: Write>(
             messages.push(user_turn.clone());
         }
         turns.push(user_turn);
-        if let Some(ttl) = tools.cache {
+        if let Some(ttl) = options.cache {
             cache::advance(&mut body, ttl);
         }
     }

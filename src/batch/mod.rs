@@ -183,9 +183,6 @@ pub fn run(config: Config, spec: &BatchSpec, tools: Option<ToolLoop>) -> Result<
     if matches!(lock(&sink).out, Out::File(_)) {
         sink::salvage_on_signal(&sink);
     }
-    if shared.template.tools.is_some() {
-        crate::interrupt::on_signal(crate::executor::kill_running);
-    }
 
     let (results_tx, results) = mpsc::channel::<Msg>();
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(spec.jobs);

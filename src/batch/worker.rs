@@ -8,10 +8,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use serde_json::{Map, Value, json};
 
 use crate::answer::{self, Checks};
-use crate::call;
 use crate::error::{ExitKind, Failure, one_line};
 use crate::output::{OutputMode, Writer};
-use crate::tool_loop::{self, ToolLoop};
+use crate::tool_loop;
 
 use super::line::Line;
 use super::sink::Tokens;
@@ -90,31 +89,29 @@ fn answer(shared: &Shared, job: &Job, lead: Option<Lead<'_>>) -> (Outcome, Token
     let mut writer = Writer::new(std::io::sink(), OutputMode::Collect, false);
     let mut turns = None;
     let mut tokens = Tokens::default();
-    let message = match &shared.template.tools {
-        None => call::send(&shared.client, &body, &mut writer, true, &mut began).inspect(|m| {
-            tokens = Tokens::of(m.get("usage"));
-        }),
-        // Each line runs its own loop with the same executors.
-        Some(tools) => tool_loop::run(
-            &shared.client,
-            &ToolLoop {
-                cache,
-                ..tools.clone()
-            },
-            body.clone(),
-            &mut writer,
-            config.verbose,
-            &mut began,
-        )
-        .and_then(|exchange| {
-            turns = Some(exchange.requests);
-            tokens = Tokens::of(Some(&exchange.usage));
-            match exchange.pending_failure() {
-                Some(failure) => Err(failure.into()),
-                None => Ok(exchange.message),
-            }
-        }),
+    // Each line runs its own loop, when there are tools, with the same executors.
+    let tools = shared.template.tools.as_ref();
+    let options = tool_loop::Options {
+        keep_text: true,
+        verbose: config.verbose,
+        cache,
     };
+    let message = tool_loop::answer(
+        &shared.client,
+        tools,
+        body.clone(),
+        &mut writer,
+        options,
+        &mut began,
+    )
+    .and_then(|exchange| {
+        turns = tools.map(|_| exchange.requests);
+        tokens = Tokens::of(Some(&exchange.usage));
+        match exchange.pending_failure() {
+            Some(failure) => Err(failure.into()),
+            None => Ok(exchange.message),
+        }
+    });
     let checked = message.and_then(|message| {
         answer::check(
             message,
