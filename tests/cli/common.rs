@@ -213,3 +213,37 @@ pub fn stream_end(stop_reason: &str) -> String {
         ),
     ) + &event("message_stop", r#"{"type":"message_stop"}"#)
 }
+
+/// The pid a process under test wrote to `path`, once it is there (at most `within`).
+pub fn wait_for_pid(path: &std::path::Path, within: std::time::Duration) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let pid = std::fs::read_to_string(path).unwrap_or_default();
+        if !pid.trim().is_empty() {
+            return pid.trim().to_owned();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} was never written",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` is gone within 5 s. A dead process reparented away from cs-msg
+/// may linger as a zombie: that counts as gone.
+pub fn process_gone(pid: &str) -> bool {
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    let started = std::time::Instant::now();
+    while alive() && started.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    !alive()
+}

@@ -3,7 +3,7 @@
 //! the tool loop against a local server that plays the model.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -169,23 +169,6 @@ fn unknown_names_collisions_and_dead_servers_exit_2_before_sending() {
     assert!(model.bodies().is_empty());
 }
 
-fn pid_alive(pid: &str) -> bool {
-    // A dead process may linger as a zombie once reparented: that counts as gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
-    })
-}
-
-fn wait_gone(pid: &str) -> bool {
-    let started = Instant::now();
-    while pid_alive(pid) && started.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    !pid_alive(pid)
-}
-
 /// The server records its pid (`exec` keeps it), so the test can look for it after.
 fn recorded_server(dir: &Path) -> (String, PathBuf) {
     let pid_file = dir.join("server.pid");
@@ -210,7 +193,7 @@ fn no_server_outlives_cs_msg_on_any_exit() {
         .unwrap()
         .trim()
         .to_owned();
-    assert!(wait_gone(&pid), "server {pid} survived a normal exit");
+    assert!(process_gone(&pid), "server {pid} survived a normal exit");
 
     // SIGTERM while the model is thinking: the server's group is stopped too.
     let (command, pid_file) = recorded_server(dir.path());
@@ -224,24 +207,8 @@ fn no_server_outlives_cs_msg_on_any_exit() {
         .create();
     let args = ["--no-stream", "--no-stdin", "--mcp", &command, "q"];
     let mut child = spawn(&server.url(), &args, &[]);
-    let started = Instant::now();
-    while !pid_file.exists()
-        || std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .is_empty()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the server never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let pid = wait_for_pid(&pid_file, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500)); // past the handshake, into the request
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .to_owned();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -252,7 +219,7 @@ fn no_server_outlives_cs_msg_on_any_exit() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.signal(), Some(15), "{status:?}: {err}");
-    assert!(wait_gone(&pid), "server {pid} survived SIGTERM");
+    assert!(process_gone(&pid), "server {pid} survived SIGTERM");
 }
 
 #[test]

@@ -701,23 +701,7 @@ fn ctrl_c_during_a_tool_kills_it_and_leaves_the_conversation_alone() {
         "q",
     ];
     let mut child = spawn(&model.server.url(), &args, &[]);
-    let started = std::time::Instant::now();
-    while !pid_file.exists()
-        || std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .is_empty()
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the tool never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let tool_pid = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let tool_pid = wait_for_pid(&pid_file, std::time::Duration::from_secs(10));
     let kill = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -735,18 +719,7 @@ fn ctrl_c_during_a_tool_kills_it_and_leaves_the_conversation_alone() {
     assert_eq!(err, "cs-msg: interrupted\n");
     // The tool's process is gone (killed with its group), the file untouched.
     // (Once cs-msg is gone the dead tool is reparented and may linger as a zombie.)
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{tool_pid}/stat")).is_ok_and(|stat| {
-            stat.rsplit(')')
-                .next()
-                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
-        })
-    };
-    let waited = std::time::Instant::now();
-    while alive() && waited.elapsed() < std::time::Duration::from_secs(3) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(!alive(), "tool process {tool_pid} survived");
+    assert!(process_gone(&tool_pid), "tool process {tool_pid} survived");
     assert_eq!(std::fs::read_to_string(&chat).unwrap(), "[]\n");
 }
 
