@@ -108,6 +108,12 @@ fn human_size(n: usize) -> String {
     format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
 }
 
+/// The PROMPT words, when they make a block: a blank prompt adds none. When there is
+/// one it is the user turn's last block (the unique tail `--cache` never marks).
+pub fn prompt(spec: &InputSpec) -> Option<&str> {
+    spec.prompt.as_deref().filter(|p| !p.trim().is_empty())
+}
+
 /// Assembles the user turn: every `-f` in order, then piped stdin, then the prompt.
 /// Returns no blocks when there is nothing to send; the caller decides if that is an error.
 pub fn user_blocks(spec: &InputSpec, stdin_hint_after: Duration) -> Result<Vec<Value>> {
@@ -136,9 +142,7 @@ pub fn user_blocks(spec: &InputSpec, stdin_hint_after: Duration) -> Result<Vec<V
         let bytes = read_stdin(hint)?;
         blocks.extend(to_block(bytes, "stdin", None)?);
     }
-    if let Some(prompt) = &spec.prompt
-        && !prompt.trim().is_empty()
-    {
+    if let Some(prompt) = prompt(spec) {
         blocks.push(json!({"type": "text", "text": prompt}));
     }
     Ok(blocks)

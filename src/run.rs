@@ -163,12 +163,7 @@ fn message_body(config: &Config) -> Result<(Value, History)> {
         _ => Default::default(),
     };
     let mut blocks = input::user_blocks(&config.input, config.stdin_hint_after)?;
-    // The PROMPT words, when given, are the last block (input.rs skips blank ones).
-    let has_prompt = config
-        .input
-        .prompt
-        .as_deref()
-        .is_some_and(|p| !p.trim().is_empty());
+    let has_prompt = input::prompt(&config.input).is_some();
     if !config.tool_results.is_empty() {
         // The results answer the history's last turn, so they come first in this one.
         let source = match (&config.messages_file, &config.conversation) {
